@@ -1,0 +1,124 @@
+"""`evcharging` — the project's command line: the local stack and the Dagster UI.
+
+    evcharging stack install | up | down | status | logs SERVICE [-n N]
+    evcharging demo           the local stack end to end, then the Dagster UI
+    evcharging dev            serve the Dagster UI (`dagster dev`) on the local instance
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from evcharging.settings import PROJECT_DIR, MissingSettingError, Settings, load_settings
+from evcharging.stack.process import StackError
+
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def _say(message: str) -> None:
+    console.print(f"[dim]·[/dim] {message}")
+
+
+def _print_status(rows) -> None:
+    table = Table(title="EVCharging local stack")
+    for col in ("service", "state", "pid", "endpoint"):
+        table.add_column(col)
+    colour = {"healthy": "green", "ready": "green", "unhealthy": "red", "stopped": "yellow"}
+    for r in rows:
+        table.add_row(r.name, f"[{colour[r.state]}]{r.state}[/]", str(r.pid or ""), r.endpoint)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    from evcharging.stack import stack
+    from evcharging.stack.services import service
+
+    if args.action == "install":
+        for name, seconds in stack.install(settings, _say).items():
+            console.print(f"  {name:<12} {seconds:6.1f}s")
+        return 0
+    if args.action == "up":
+        rows = stack.up(settings, _say)
+        _print_status(rows)
+        console.print(f"logs: {settings.logs_dir}   data: {settings.data_dir}   stop: evcharging stack down")
+        return 0
+    if args.action == "down":
+        stopped = stack.down(settings, _say)
+        console.print(f"stopped {len(stopped)} service(s)")
+        return 0
+    if args.action == "status":
+        rows = stack.status(settings)
+        _print_status(rows)
+        return 0 if all(r.ok for r in rows) else 1
+    if args.action == "logs":
+        if not args.service:
+            raise StackError("stack", "`logs` needs a SERVICE name")
+        proc = service(args.service).process(settings)
+        print(proc.log_tail(args.lines))
+        return 0
+    raise AssertionError(args.action)
+
+
+def dagster_env(settings: Settings) -> dict[str, str]:
+    """DAGSTER_HOME under the data directory, holding the project's dagster.yaml."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    link = home / "dagster.yaml"
+    if not link.exists():
+        link.symlink_to(PROJECT_DIR / "dagster.yaml")
+    return {**os.environ, "DAGSTER_HOME": str(home)}
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    env = dagster_env(settings)
+    argv = ["dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", "127.0.0.1",
+            "-p", str(args.port or settings.dagster_port)]
+    console.print(f"Dagster UI: http://127.0.0.1:{args.port or settings.dagster_port}  (DAGSTER_HOME={env['DAGSTER_HOME']})")
+    os.chdir(PROJECT_DIR)
+    os.execvpe(argv[0], argv, env)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from evcharging.stack import stack
+
+    _print_status(stack.up(settings, _say))
+    return cmd_dev(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evcharging", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    st = sub.add_parser("stack", help="install, start, stop and inspect the native local stack")
+    st.add_argument("action", choices=["install", "up", "down", "status", "logs"])
+    st.add_argument("service", nargs="?", help="for `logs`: postgres, ferretdb, minio, lakefs, kafka")
+    st.add_argument("-n", "--lines", type=int, default=50, help="for `logs`: how many lines")
+    st.set_defaults(func=cmd_stack)
+    dev = sub.add_parser("dev", help="serve the Dagster UI on the project's local instance")
+    dev.add_argument("--port", type=int, help="default EVCHARGING_DAGSTER_PORT (3000)")
+    dev.set_defaults(func=cmd_dev)
+    demo = sub.add_parser("demo", help="start the stack, run the pipeline end to end, serve the Dagster UI")
+    demo.add_argument("--port", type=int, help="Dagster UI port, default EVCHARGING_DAGSTER_PORT (3000)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args, load_settings())
+    except (StackError, MissingSettingError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

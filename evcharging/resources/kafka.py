@@ -1,0 +1,31 @@
+"""Kafka: the events topic the simulator produces to and the stream reads."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """A Kafka cluster and the project's topics on it."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    events_topic: str = "ev-charging-events"
+    manifests_topic: str = "ev-run-manifests"
+    events_partitions: int = 4
+
+    async def ensure_topics(self) -> list[str]:
+        """Create the project's topics if missing; returns the ones created."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=10000)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted = {self.events_topic: self.events_partitions, self.manifests_topic: 1}
+            new = [NewTopic(name, num_partitions=n, replication_factor=1)
+                   for name, n in wanted.items() if name not in existing]
+            if new:
+                await admin.create_topics(new)
+            return [t.name for t in new]
+        finally:
+            await admin.close()

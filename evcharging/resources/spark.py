@@ -1,0 +1,75 @@
+"""Spark: a SparkSession wired to Kafka (spark-sql-kafka) and to lakeFS's S3 gateway (S3A).
+
+The extra jars come from Maven Central into the cache (see ``evcharging.stack.builds``) and are
+passed with ``spark.jars``: ``spark.jars.packages`` would make Ivy ask repositories this machine
+cannot reach. Secrets are kept out of ``spark_config`` (which Dagster shows in its UI) and merged
+in only when the session starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dagster_pyspark import LazyPySparkResource
+from dagster_pyspark.resources import spark_session_from_config
+from pydantic import Field
+
+from evcharging.settings import Settings
+
+
+def spark_config(settings: Settings) -> dict[str, str]:
+    """Spark properties without secrets: master, memory, and lakeFS's S3 gateway as a bucket."""
+    gateway = f"spark.hadoop.fs.s3a.bucket.{settings.lakefs_repository}"
+    return {
+        "spark.app.name": "evcharging",
+        "spark.master": settings.spark_master,
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        # lakeFS's S3 gateway serves the repository as a bucket, branches as the first path part.
+        f"{gateway}.endpoint": settings.lakefs_endpoint,
+        f"{gateway}.path.style.access": "true",
+        f"{gateway}.connection.ssl.enabled": str(urlparse(settings.lakefs_endpoint).scheme == "https").lower(),
+        "spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.sql.parquet.compression.codec": "zstd",
+    }
+
+
+def session_extras(repository: str, access_key_id: str, secret_access_key: str, cache_dir: Path) -> dict[str, str]:
+    """What is merged in at session start: the lakeFS keys and the cached jars (resolved if missing)."""
+    from evcharging.stack.builds import spark_jar_paths
+
+    gateway = f"spark.hadoop.fs.s3a.bucket.{repository}"
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return {
+        "spark.jars": ",".join(str(j) for j in spark_jar_paths(cache_dir)),
+        f"{gateway}.access.key": access_key_id,
+        f"{gateway}.secret.key": secret_access_key,
+    }
+
+
+def build_spark_session(settings: Settings, app_name: str):
+    """A SparkSession for the project (one per process; getOrCreate reuses it)."""
+    extras = session_extras(settings.lakefs_repository, settings.require("lakefs_access_key_id"),
+                            settings.require("lakefs_secret_access_key"), settings.cache_dir)
+    return spark_session_from_config({**spark_config(settings), "spark.app.name": app_name, **extras})
+
+
+class SparkResource(LazyPySparkResource):
+    """dagster-pyspark's lazy resource, plus the lakeFS keys and jars merged in at session start."""
+
+    lakefs_repository: str
+    lakefs_access_key_id: str
+    lakefs_secret_access_key: str = Field(json_schema_extra={"dagster__is_secret": True})
+    cache_dir: str
+
+    def _init_session(self) -> None:
+        if self._spark_session is None:
+            extras = session_extras(self.lakefs_repository, self.lakefs_access_key_id,
+                                    self.lakefs_secret_access_key, Path(self.cache_dir))
+            self._spark_session = spark_session_from_config({**self.spark_config, **extras})

@@ -1,0 +1,95 @@
+"""ClickHouse, the warehouse: embedded chDB on a local path, or a server through clickhouse-connect.
+
+The same SQL runs on both. chDB holds an exclusive lock on its directory for as long as a session
+is open, so every use goes through ``with warehouse.connect() as wh:`` and closes it at the end of
+the step; Dagster serialises the steps that open it with the ``warehouse`` pool (limit 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dagster as dg
+from pydantic import Field
+
+
+class WarehouseConnection:
+    """One open connection; ``query_df`` / ``command`` / ``insert_arrow`` on either backend."""
+
+    def __init__(self, chdb_session=None, server_client=None):
+        self._chdb, self._server = chdb_session, server_client
+
+    @property
+    def backend(self) -> str:
+        return "chdb" if self._chdb is not None else "clickhouse-server"
+
+    def command(self, sql: str) -> None:
+        """Run a statement that returns nothing (DDL, INSERT … SELECT)."""
+        if self._chdb is not None:
+            self._chdb.query(sql)
+        else:
+            self._server.command(sql)
+
+    def query_df(self, sql: str):
+        """Run a query, return a pandas DataFrame."""
+        if self._chdb is not None:
+            return self._chdb.query(sql, "DataFrame")
+        return self._server.query_df(sql)
+
+    def query_rows(self, sql: str) -> list[tuple]:
+        return list(self.query_df(sql).itertuples(index=False, name=None))
+
+    def insert_arrow(self, table: str, arrow_table) -> None:
+        """Append a pyarrow Table whose columns match ``table``'s by name."""
+        if self._chdb is not None:
+            columns = ", ".join(f"`{c}`" for c in arrow_table.column_names)
+            # chDB's Python() table function reads the local variable named in the SQL.
+            self._chdb.query(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(arrow_table)")
+        else:
+            self._server.insert_arrow(table, arrow_table)
+
+    def close(self) -> None:
+        if self._chdb is not None:
+            self._chdb.close()
+        else:
+            self._server.close()
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The ClickHouse warehouse. ``clickhouse_url`` set → that server; unset → chDB at ``chdb_path``."""
+
+    clickhouse_url: str | None = Field(None, json_schema_extra={"dagster__is_secret": True})
+    chdb_path: str = ".evcharging/chdb"
+    database: str = "evcharging"
+
+    @contextmanager
+    def connect(self) -> Iterator[WarehouseConnection]:
+        conn = self._open()
+        try:
+            conn.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            yield conn
+        finally:
+            conn.close()
+
+    def _open(self) -> WarehouseConnection:
+        if self.clickhouse_url:
+            import clickhouse_connect
+
+            url = urlparse(self.clickhouse_url)
+            client = clickhouse_connect.get_client(
+                host=url.hostname, port=url.port or 8123, username=url.username or "default",
+                password=url.password or "", secure=url.scheme == "https")
+            return WarehouseConnection(server_client=client)
+        from chdb import session
+
+        Path(self.chdb_path).mkdir(parents=True, exist_ok=True)
+        try:
+            return WarehouseConnection(chdb_session=session.Session(self.chdb_path))
+        except Exception as exc:  # chDB raises a bare RuntimeError on the directory lock
+            raise RuntimeError(
+                f"warehouse: cannot open chDB at {self.chdb_path} ({exc}); another process holds it — "
+                "only one process may open a chDB directory at a time"
+            ) from exc

@@ -1,0 +1,190 @@
+"""Every endpoint, credential, port and path of the project, read from the environment.
+
+Variables are prefixed ``EVCHARGING_`` (``EVCHARGING_KAFKA_BOOTSTRAP_SERVERS`` …); a ``.env`` file in
+the working directory is read too. Defaults describe the native local stack on 127.0.0.1.
+
+Secrets have no default. On a developer machine ``evcharging stack up`` generates them once into
+``<data_dir>/secrets.env`` (outside git); :func:`load_settings` exports that file into the process
+environment (without overriding anything already set), so Dagster's ``EnvVar`` finds them as well.
+In production the orchestrator sets them and no such file exists.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "EVCHARGING_"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SECRETS_FILE_NAME = "secrets.env"
+
+# The secret settings, with how a fresh local value is generated for each.
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _token(n: int, alphabet: str = _ALNUM) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+LOCAL_SECRET_GENERATORS = {
+    "minio_root_password": lambda: _token(32),
+    # lakeFS keys follow the AWS shapes (20-char id starting with AKIA, 40-char secret) because
+    # S3 clients talking to its gateway validate them that way.
+    "lakefs_access_key_id": lambda: "AKIAEVC" + _token(13, string.ascii_uppercase + string.digits),
+    "lakefs_secret_access_key": lambda: _token(40),
+    "lakefs_encrypt_secret": lambda: _token(48),
+    "postgres_password": lambda: _token(32),
+}
+
+
+class MissingSettingError(RuntimeError):
+    """A setting the caller needs is not configured."""
+
+
+class Settings(BaseSettings):
+    """The project's configuration. Field ``foo_bar`` is variable ``EVCHARGING_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(PROJECT_DIR / ".evcharging", description="Local state: service data, logs, pids, secrets.")
+    cache_dir: Path = Field(Path.home() / ".cache" / "evcharging", description="Built binaries and jars, keyed by version.")
+
+    # --- Kafka -----------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
+    kafka_events_topic: str = "ev-charging-events"
+    kafka_events_partitions: int = 4
+    kafka_manifests_topic: str = "ev-run-manifests"
+
+    # --- MinIO (lakeFS's object store) ---------------------------------------------------------
+    minio_endpoint: str = "http://127.0.0.1:9000"
+    minio_console_port: int = 9001
+    minio_root_user: str = "evcharging"
+    minio_root_password: str | None = Field(None, json_schema_extra={"secret": True})
+    minio_bucket: str = "lakefs"
+
+    # --- lakeFS ------------------------------------------------------------------------------------
+    lakefs_endpoint: str = "http://127.0.0.1:8000"
+    lakefs_access_key_id: str | None = Field(None, json_schema_extra={"secret": True})
+    lakefs_secret_access_key: str | None = Field(None, json_schema_extra={"secret": True})
+    lakefs_encrypt_secret: str | None = Field(None, json_schema_extra={"secret": True})
+    lakefs_admin_user: str = "admin"
+    lakefs_repository: str = "evcharging"
+    lakefs_default_branch: str = "main"
+
+    # --- PostgreSQL (FerretDB's backend in the local stack) --------------------------------------
+    postgres_port: int = 54329
+    postgres_user: str = "evcharging"
+    postgres_password: str | None = Field(None, json_schema_extra={"secret": True})
+
+    # --- MongoDB wire protocol (FerretDB locally, mongod in production) -------------------------
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    mongo_database: str = "evcharging"
+
+    # --- ClickHouse ------------------------------------------------------------------------------
+    clickhouse_url: str | None = Field(None, description="A ClickHouse server (http://user:pass@host:8123); unset = embedded chDB.")
+    clickhouse_database: str = "evcharging"
+    chdb_path: Path | None = Field(None, description="chDB directory; defaults to <data_dir>/chdb.")
+
+    # --- Spark -------------------------------------------------------------------------------------
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_checkpoint_dir: Path | None = Field(None, description="Streaming checkpoints; defaults to <data_dir>/checkpoints.")
+
+    # --- reference data --------------------------------------------------------------------------
+    stations_csv: Path | None = Field(None, description="Kaggle stations CSV; unset = synthetic generator.")
+    vehicles_csv: Path | None = Field(None, description="Kaggle vehicles CSV; unset = synthetic generator.")
+
+    # --- Dagster ------------------------------------------------------------------------------------
+    dagster_port: int = 3000
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def secrets_file(self) -> Path:
+        return self.data_dir / SECRETS_FILE_NAME
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @cached_property
+    def chdb_dir(self) -> Path:
+        return self.chdb_path or self.data_dir / "chdb"
+
+    @cached_property
+    def checkpoint_dir(self) -> Path:
+        return self.spark_checkpoint_dir or self.data_dir / "checkpoints"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+    def require(self, name: str) -> str:
+        """The value of setting ``name``, or one clear error naming the variable to set."""
+        value = getattr(self, name)
+        if value in (None, ""):
+            raise MissingSettingError(
+                f"setting {ENV_PREFIX}{name.upper()} is not set: put it in the environment or .env "
+                f"(for the local stack, `evcharging stack up` generates it into {self.secrets_file})"
+            )
+        return str(value)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an env file (no quoting rules needed: we write it ourselves)."""
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+class InvalidSettingError(MissingSettingError):
+    """A setting is present but its value cannot be used."""
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidSettingError(f"invalid setting {problems}") from None
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment, with the local secrets file exported underneath it."""
+    settings = _settings(**overrides)
+    for key, value in read_env_file(settings.secrets_file).items():
+        os.environ.setdefault(key, value)
+    return _settings(**overrides)
+
+
+def ensure_local_secrets(settings: Settings) -> Settings:
+    """Generate the missing secrets once into ``<data_dir>/secrets.env`` (mode 600).
+
+    Returns ``settings`` with every secret filled in (from the environment, the file, or new).
+    """
+    existing = read_env_file(settings.secrets_file)
+    unset = [name for name in LOCAL_SECRET_GENERATORS if getattr(settings, name) in (None, "")]
+    key = {name: f"{ENV_PREFIX}{name.upper()}" for name in unset}
+    missing = {key[name]: LOCAL_SECRET_GENERATORS[name]() for name in unset if key[name] not in existing}
+    if missing:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.secrets_file.touch(mode=0o600, exist_ok=True)
+        settings.secrets_file.write_text(
+            "# Generated by `evcharging stack up` for the local stack. Never commit this file.\n"
+            + "".join(f"{k}={v}\n" for k, v in sorted((existing | missing).items()))
+        )
+    return settings.model_copy(update={name: (existing | missing)[key[name]] for name in unset})
