@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "2g"
     spark_checkpoint_dir: Path | None = Field(None, description="Streaming checkpoints; defaults to <data_dir>/checkpoints.")
 
+    # --- the Kafka → lakeFS stream ------------------------------------------------------------
+    stream_name: str = Field("events", description="Names the ingest branches and the checkpoint folder.")
+    stream_trigger_seconds: int = 10
+    stream_max_offsets_per_trigger: int = 200_000
+
     # --- reference data --------------------------------------------------------------------------
     stations_csv: Path | None = Field(None, description="Kaggle stations CSV; unset = synthetic generator.")
     vehicles_csv: Path | None = Field(None, description="Kaggle vehicles CSV; unset = synthetic generator.")

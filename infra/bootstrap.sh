@@ -41,7 +41,11 @@ find_python() {
 }
 
 PYTHON=$(find_python)
-VENV_KEY=$(sha256sum pyproject.toml | cut -c1-12)
+# The venv is keyed by the pinned dependencies only: other edits to pyproject.toml reuse it.
+VENV_KEY=$("$PYTHON" -c 'import hashlib, json, tomllib
+p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+key = [p["requires-python"], p["dependencies"], p.get("optional-dependencies")]
+print(hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12])')
 VENV=${EVCHARGING_VENV:-$CACHE_DIR/venv-py311-$VENV_KEY}
 
 install_python() {

@@ -5,6 +5,23 @@ from __future__ import annotations
 import dagster as dg
 
 
+async def create_topics(bootstrap_servers: str, partitions_by_topic: dict[str, int]) -> list[str]:
+    """Create the topics that do not exist yet (replication 1: one broker locally); returns those created."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(name, num_partitions=n, replication_factor=1)
+               for name, n in partitions_by_topic.items() if name not in existing]
+        if new:
+            await admin.create_topics(new)
+        return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
 class KafkaResource(dg.ConfigurableResource):
     """A Kafka cluster and the project's topics on it."""
 
@@ -15,17 +32,5 @@ class KafkaResource(dg.ConfigurableResource):
 
     async def ensure_topics(self) -> list[str]:
         """Create the project's topics if missing; returns the ones created."""
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=10000)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            wanted = {self.events_topic: self.events_partitions, self.manifests_topic: 1}
-            new = [NewTopic(name, num_partitions=n, replication_factor=1)
-                   for name, n in wanted.items() if name not in existing]
-            if new:
-                await admin.create_topics(new)
-            return [t.name for t in new]
-        finally:
-            await admin.close()
+        return await create_topics(self.bootstrap_servers,
+                                   {self.events_topic: self.events_partitions, self.manifests_topic: 1})

@@ -37,6 +37,10 @@ def spark_config(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.sql.parquet.compression.codec": "zstd",
+        # Every ingest branch would write its own events/_SUCCESS, and merging two of them into
+        # main would conflict on that one object: no marker files.
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
     }
 
 

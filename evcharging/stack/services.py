@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from evcharging.resources.from_settings import kafka_resource, lakefs_resource, minio_s3_client
 from evcharging.settings import Settings
 from evcharging.stack import builds
 from evcharging.stack.builds import Progress
@@ -238,14 +239,6 @@ class MinioService(Service):
             client.create_bucket(Bucket=s.minio_bucket)
 
 
-def minio_s3_client(s: Settings):
-    """A boto3 S3 client on MinIO itself (not through lakeFS)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", endpoint_url=s.minio_endpoint, aws_access_key_id=s.minio_root_user,
-                        aws_secret_access_key=s.require("minio_root_password"), region_name="us-east-1",
-                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
 
 
 class LakeFSService(Service):
@@ -291,12 +284,6 @@ class LakeFSService(Service):
         lakefs_resource(s).ensure_repository(f"s3://{s.minio_bucket}/{s.lakefs_repository}")
 
 
-def lakefs_resource(s: Settings):
-    from evcharging.resources.lakefs import LakeFSResource
-
-    return LakeFSResource(endpoint=s.lakefs_endpoint, access_key_id=s.require("lakefs_access_key_id"),
-                          secret_access_key=s.require("lakefs_secret_access_key"), repository=s.lakefs_repository,
-                          default_branch=s.lakefs_default_branch)
 
 
 class KafkaService(Service):
@@ -368,11 +355,6 @@ class KafkaService(Service):
         asyncio.run(kafka_resource(s).ensure_topics())
 
 
-def kafka_resource(s: Settings):
-    from evcharging.resources.kafka import KafkaResource
-
-    return KafkaResource(bootstrap_servers=s.kafka_bootstrap_servers, events_topic=s.kafka_events_topic,
-                         manifests_topic=s.kafka_manifests_topic, events_partitions=s.kafka_events_partitions)
 
 
 SERVICES: list[Service] = [

@@ -19,7 +19,8 @@ import pytest
 from evcharging.settings import Settings, load_settings
 from evcharging.stack import stack
 from evcharging.stack.process import StackError, port_open
-from evcharging.stack.services import SERVICES, lakefs_resource
+from evcharging.resources.from_settings import lakefs_resource
+from evcharging.stack.services import SERVICES
 
 pytestmark = pytest.mark.integration
 

@@ -15,20 +15,10 @@ import sys
 import pytest
 
 from evcharging.settings import PROJECT_DIR
-from evcharging.stack.services import lakefs_resource, minio_s3_client
+from evcharging.resources.kafka import create_topics
+from evcharging.resources.from_settings import kafka_resource, lakefs_resource, minio_s3_client
 
 pytestmark = pytest.mark.integration
-
-
-async def _create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -51,7 +41,7 @@ def test_kafka_produce_and_consume(stack_settings, unique_name):
     values = [f"event-{i}".encode() for i in range(50)]
 
     async def scenario() -> list[bytes]:
-        await _create_topic(stack_settings.kafka_bootstrap_servers, topic, partitions=2)
+        await create_topics(stack_settings.kafka_bootstrap_servers, {topic: 2})
         await _produce(stack_settings.kafka_bootstrap_servers, topic, values)
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=stack_settings.kafka_bootstrap_servers,
                                     auto_offset_reset="earliest", enable_auto_commit=False)
@@ -69,8 +59,6 @@ def test_kafka_produce_and_consume(stack_settings, unique_name):
 
 
 def test_kafka_project_topics_exist(stack_settings):
-    from evcharging.stack.services import kafka_resource
-
     # ensure_topics is idempotent: after `stack up` there is nothing left to create.
     assert asyncio.run(kafka_resource(stack_settings).ensure_topics()) == []
 
@@ -148,7 +136,7 @@ def test_ferretdb_insert_find_upsert_aggregate(stack_settings, unique_name):
 
 def test_spark_reads_kafka_and_writes_parquet_into_lakefs_branch(stack_settings, spark, unique_name):
     topic = f"spark-{unique_name}"
-    asyncio.run(_create_topic(stack_settings.kafka_bootstrap_servers, topic, partitions=2))
+    asyncio.run(create_topics(stack_settings.kafka_bootstrap_servers, {topic: 2}))
     asyncio.run(_produce(stack_settings.kafka_bootstrap_servers, topic, [f'{{"n": {i}}}'.encode() for i in range(200)]))
 
     lakefs = lakefs_resource(stack_settings)

@@ -1,0 +1,31 @@
+"""Resources built directly from settings, for code outside Dagster (the stack, the stream, tests).
+
+Inside Dagster, ``evcharging/defs/resources.py`` binds the same classes with secrets as ``EnvVar``.
+"""
+
+from __future__ import annotations
+
+from evcharging.resources.kafka import KafkaResource
+from evcharging.resources.lakefs import LakeFSResource
+from evcharging.settings import Settings
+
+
+def lakefs_resource(s: Settings) -> LakeFSResource:
+    return LakeFSResource(endpoint=s.lakefs_endpoint, access_key_id=s.require("lakefs_access_key_id"),
+                          secret_access_key=s.require("lakefs_secret_access_key"), repository=s.lakefs_repository,
+                          default_branch=s.lakefs_default_branch)
+
+
+def kafka_resource(s: Settings) -> KafkaResource:
+    return KafkaResource(bootstrap_servers=s.kafka_bootstrap_servers, events_topic=s.kafka_events_topic,
+                         manifests_topic=s.kafka_manifests_topic, events_partitions=s.kafka_events_partitions)
+
+
+def minio_s3_client(s: Settings):
+    """A boto3 S3 client on MinIO itself (not through lakeFS)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=s.minio_endpoint, aws_access_key_id=s.minio_root_user,
+                        aws_secret_access_key=s.require("minio_root_password"), region_name="us-east-1",
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))

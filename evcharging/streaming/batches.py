@@ -1,0 +1,164 @@
+"""One micro-batch → one lakeFS ingest branch and one commit, exactly once.
+
+Spark's checkpoint replays a batch id with the same Kafka offsets after a crash, so a batch is
+recognised by its id:
+
+* ``ingested-<stream>-<batch>`` tag exists → the batch is done (even if its branch was merged into
+  main and deleted since); its recorded offsets must equal the replay's, else the checkpoint and
+  the lake disagree and we stop rather than lose or double data.
+* branch ``ingest-<stream>-<batch>`` exists with a commit carrying this batch id → it was committed
+  but not tagged: tag it.
+* branch exists without that commit → a crash mid-write: drop the branch and write it again.
+
+The tag is the last step and is what the Dagster sensor watches, so downstream sees a batch only
+once it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from evcharging.contracts import CONTRACT_VERSION, LAKE_EVENTS_PATH, QUARANTINE_PATH
+from evcharging.resources.lakefs import LakeFSResource
+
+log = logging.getLogger("evcharging.streaming")
+
+BRANCH_PREFIX = "ingest-"
+TAG_PREFIX = "ingested-"
+META = "evcharging."  # prefix of every commit-metadata key the stream writes
+
+
+class BatchConflictError(RuntimeError):
+    """A batch id is already committed in the lake with other Kafka offsets."""
+
+
+def branch_name(stream: str, batch_id: int) -> str:
+    # Zero-padded so that name order is batch order (the sensor's cursor relies on it).
+    return f"{BRANCH_PREFIX}{stream}-{batch_id:010d}"
+
+
+def tag_name(stream: str, batch_id: int) -> str:
+    return f"{TAG_PREFIX}{stream}-{batch_id:010d}"
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch_id: int
+    branch: str
+    commit_id: str
+    valid_rows: int
+    quarantined_rows: int
+    offsets: dict[str, list[int]]  # partition → [first, last + 1)
+    replayed: bool = False
+
+
+def offset_ranges(records) -> dict[str, list[int]]:
+    """Per Kafka partition, the half-open offset range the batch covers."""
+    from pyspark.sql import functions as F
+
+    rows = records.groupBy("partition").agg(F.min("offset").alias("lo"), F.max("offset").alias("hi")).collect()
+    return {str(r.partition): [int(r.lo), int(r.hi) + 1] for r in sorted(rows, key=lambda r: r.partition)}
+
+
+def commit_metadata(stream: str, batch_id: int, topic: str, offsets: dict, valid: int, quarantined: int,
+                    event_dates: list[str]) -> dict[str, str]:
+    return {
+        f"{META}stream": stream,
+        f"{META}batch_id": str(batch_id),
+        f"{META}kafka_topic": topic,
+        f"{META}kafka_offsets": json.dumps(offsets, sort_keys=True),
+        f"{META}valid_rows": str(valid),
+        f"{META}quarantined_rows": str(quarantined),
+        f"{META}contract_version": str(CONTRACT_VERSION),
+        f"{META}event_dates": json.dumps(event_dates),
+    }
+
+
+def _exists(ref) -> bool:
+    from lakefs.exceptions import NotFoundException
+
+    try:
+        ref.get_commit()
+        return True
+    except NotFoundException:
+        return False
+
+
+class IngestBatchWriter:
+    """The ``foreachBatch`` function of the stream."""
+
+    def __init__(self, lakefs: LakeFSResource, stream: str, topic: str):
+        self.lakefs, self.stream, self.topic = lakefs, stream, topic
+
+    def __call__(self, records, batch_id: int) -> None:
+        self.write(records, batch_id)
+
+    def write(self, records, batch_id: int) -> BatchResult | None:
+        offsets = offset_ranges(records)
+        if not offsets:
+            log.info("batch %s is empty: nothing to write", batch_id)
+            return None
+        repo = self.lakefs.repo()
+        done = self._already_done(repo, batch_id, offsets)
+        if done:
+            return done
+        branch = repo.branch(branch_name(self.stream, batch_id))
+        if _exists(branch):  # created, maybe half written, never committed: start over
+            log.warning("batch %s: dropping the uncommitted branch %s left by a crash", batch_id, branch.id)
+            branch.delete()
+        branch.create(source_reference=self.lakefs.default_branch)
+        valid, quarantined, dates = self._write_files(records, branch.id)
+        commit = branch.commit(
+            message=f"ingest {self.stream} batch {batch_id}: {valid} events, {quarantined} quarantined",
+            metadata=commit_metadata(self.stream, batch_id, self.topic, offsets, valid, quarantined, dates))
+        commit_id = commit.get_commit().id
+        repo.tag(tag_name(self.stream, batch_id)).create(commit_id)
+        log.info("batch %s → %s@%s: %s valid, %s quarantined", batch_id, branch.id, commit_id[:12], valid, quarantined)
+        return BatchResult(batch_id, branch.id, commit_id, valid, quarantined, offsets)
+
+    def _already_done(self, repo, batch_id: int, offsets: dict) -> BatchResult | None:
+        tag = repo.tag(tag_name(self.stream, batch_id))
+        if _exists(tag):
+            commit = tag.get_commit()
+        else:
+            branch = repo.branch(branch_name(self.stream, batch_id))
+            if not _exists(branch):
+                return None
+            commit = branch.get_commit()
+            if commit.metadata.get(f"{META}batch_id") != str(batch_id):
+                return None
+            tag.create(commit.id)  # committed, then crashed before tagging
+        recorded = json.loads(commit.metadata[f"{META}kafka_offsets"])
+        if recorded != offsets:
+            raise BatchConflictError(
+                f"batch {batch_id} of stream {self.stream!r} is already in lakeFS (commit {commit.id[:12]}) with "
+                f"Kafka offsets {recorded}, but the checkpoint replays {offsets}: was the checkpoint reset? "
+                "Use a new EVCHARGING_STREAM_NAME for a fresh checkpoint.")
+        log.info("batch %s was already committed as %s: replay skipped", batch_id, commit.id[:12])
+        return BatchResult(batch_id, branch_name(self.stream, batch_id), commit.id,
+                           int(commit.metadata[f"{META}valid_rows"]), int(commit.metadata[f"{META}quarantined_rows"]),
+                           offsets, replayed=True)
+
+    def _write_files(self, records, branch: str) -> tuple[int, int, list[str]]:
+        from pyspark.sql import functions as F
+
+        from evcharging.transforms.ingest import classify_records, quarantine_rows, valid_events
+
+        classified = classify_records(records).cache()
+        try:
+            stats = classified.agg(
+                F.sum(F.when(F.size("reasons") == 0, 1).otherwise(0)).alias("valid"),
+                F.sum(F.when(F.size("reasons") > 0, 1).otherwise(0)).alias("quarantined")).first()
+            valid, quarantined = int(stats.valid or 0), int(stats.quarantined or 0)
+            dates: list[str] = []
+            if valid:
+                events = valid_events(classified)
+                events.write.mode("append").partitionBy("event_date").parquet(self.lakefs.s3a_uri(branch, LAKE_EVENTS_PATH))
+                dates = sorted(str(r.event_date) for r in events.select("event_date").distinct().collect())
+            if quarantined:
+                quarantine_rows(classified).write.mode("append").parquet(self.lakefs.s3a_uri(branch, QUARANTINE_PATH))
+            return valid, quarantined, dates
+        finally:
+            classified.unpersist()

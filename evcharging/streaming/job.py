@@ -1,0 +1,131 @@
+"""The Spark Structured Streaming query: Kafka events topic → one lakeFS ingest branch per batch.
+
+Durable checkpoint (``<checkpoint_dir>/<stream_name>``), configurable trigger interval and
+``maxOffsetsPerTrigger``. SIGTERM/SIGINT let the running batch finish, then stop the query; a
+restart resumes from the checkpoint. Unreachable Kafka, lakeFS or checkpoint location fail before
+Spark starts, with one message naming the setting to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from evcharging.settings import Settings
+from evcharging.resources.from_settings import lakefs_resource
+from evcharging.streaming.batches import IngestBatchWriter
+
+log = logging.getLogger("evcharging.streaming")
+
+
+class StreamConfigError(RuntimeError):
+    """A dependency of the stream is unreachable or misconfigured."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    topic: str
+    stream_name: str
+    checkpoint: Path
+    trigger_seconds: int
+    max_offsets_per_trigger: int
+    available_now: bool = False  # process what is in the topic now, then stop (backfills, tests)
+
+    @classmethod
+    def from_settings(cls, s: Settings, stream_name: str | None = None, checkpoint: Path | None = None,
+                      **overrides) -> StreamOptions:
+        """Options from settings; ``None`` overrides keep the setting. The checkpoint follows the name."""
+        name = stream_name or s.stream_name
+        base = dict(topic=s.kafka_events_topic, stream_name=name, checkpoint=checkpoint or s.checkpoint_dir / name,
+                    trigger_seconds=s.stream_trigger_seconds, max_offsets_per_trigger=s.stream_max_offsets_per_trigger)
+        return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def preflight(s: Settings, options: StreamOptions) -> None:
+    """Check Kafka, lakeFS and the checkpoint location; raise one clear StreamConfigError."""
+    try:
+        topics = asyncio.run(asyncio.wait_for(_kafka_topics(s.kafka_bootstrap_servers), 15))
+    except Exception as exc:
+        raise StreamConfigError(f"Kafka at EVCHARGING_KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers} is "
+                                f"unreachable ({type(exc).__name__}: {exc})") from None
+    if options.topic not in topics:
+        raise StreamConfigError(f"Kafka topic {options.topic!r} (EVCHARGING_KAFKA_EVENTS_TOPIC) does not exist "
+                                f"on {s.kafka_bootstrap_servers}")
+    try:
+        with urllib.request.urlopen(f"{s.lakefs_endpoint}/api/v1/healthcheck", timeout=10):
+            pass
+        lakefs_resource(s).repo().properties  # noqa: B018 — raises if missing or not authorised
+    except Exception as exc:
+        raise StreamConfigError(f"lakeFS repository {s.lakefs_repository!r} at EVCHARGING_LAKEFS_ENDPOINT="
+                                f"{s.lakefs_endpoint} is not usable ({type(exc).__name__}: {exc})") from None
+    try:
+        options.checkpoint.mkdir(parents=True, exist_ok=True)
+        probe = options.checkpoint / ".writable"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StreamConfigError(f"checkpoint location {options.checkpoint} (EVCHARGING_SPARK_CHECKPOINT_DIR) is not "
+                                f"writable: {exc}") from None
+
+
+async def _kafka_topics(bootstrap: str) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        return await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+def start_query(spark, s: Settings, options: StreamOptions):
+    """Define and start the streaming query (returns the StreamingQuery)."""
+    records = (spark.readStream.format("kafka")
+               .option("kafka.bootstrap.servers", s.kafka_bootstrap_servers)
+               .option("subscribe", options.topic)
+               .option("startingOffsets", "earliest")
+               .option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
+               .load())
+    writer = IngestBatchWriter(lakefs_resource(s), options.stream_name, options.topic)
+    stream = (records.writeStream.queryName(f"ingest-{options.stream_name}")
+              .option("checkpointLocation", str(options.checkpoint))
+              .foreachBatch(writer))
+    stream = (stream.trigger(availableNow=True) if options.available_now
+              else stream.trigger(processingTime=f"{options.trigger_seconds} seconds"))
+    return stream.start()
+
+
+def run(s: Settings, options: StreamOptions, drain_timeout: float = 300) -> None:
+    """Run until stopped (or, with ``available_now``, until the topic is drained)."""
+    from evcharging.resources.spark import build_spark_session
+
+    preflight(s, options)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    spark = build_spark_session(s, f"evcharging-stream-{options.stream_name}")
+    spark.sparkContext.setLogLevel("WARN")
+    query = start_query(spark, s, options)
+    log.info("stream %s: %s → lakeFS %s, checkpoint %s", options.stream_name, options.topic,
+             s.lakefs_repository, options.checkpoint)
+    try:
+        while query.isActive and not stop.is_set():
+            query.awaitTermination(1)
+        if query.isActive:  # asked to stop: let the running batch finish first
+            log.info("stopping: waiting for the running batch to finish")
+            deadline = time.monotonic() + drain_timeout
+            while query.status["isTriggerActive"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            query.stop()
+        if query.exception():
+            raise query.exception()
+    finally:
+        spark.stop()

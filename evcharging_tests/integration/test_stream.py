@@ -1,0 +1,216 @@
+"""The Kafka → lakeFS stream is exactly-once on the real stack.
+
+N events, M of them malformed (one of each kind), produced to a fresh topic end up across the
+ingest branches as exactly the N − M valid events, each event id once, plus M quarantined records
+with their reasons; the commits' Kafka offset ranges tile each partition with no gap or overlap.
+A stream killed with SIGKILL in the middle of a batch and restarted still delivers everything
+exactly once, and replaying a committed batch id writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from evcharging.resources.from_settings import lakefs_resource
+from evcharging.resources.kafka import create_topics
+from evcharging.settings import PROJECT_DIR
+from evcharging.streaming.batches import META, TAG_PREFIX, BatchConflictError, IngestBatchWriter, branch_name
+from evcharging.streaming.job import StreamOptions, start_query
+from simulator.events import SessionEventEncoder
+
+pytestmark = pytest.mark.integration
+
+SESSIONS, EVENTS_PER_SESSION = 40, 8
+
+
+def _valid_events(run_id: str) -> list[tuple[bytes, bytes]]:
+    out = []
+    for s in range(SESSIONS):
+        session = f"{run_id}-s{s:03d}"
+        enc = SessionEventEncoder(run_id, session, "EVS00001", "EVS00001-1", f"V{s:06d}", "CCS", 0.0)
+        for seq in range(EVENTS_PER_SESSION):
+            kind = "session_started" if seq == 0 else "session_ended" if seq == EVENTS_PER_SESSION - 1 else "charging_progress"
+            out.append((session.encode(), enc.encode(kind, seq, 1767600000000 + seq * 60000, 11.0, seq * 0.18, 20.0 + seq,
+                                                     "target_soc" if kind == "session_ended" else None)))
+    return out
+
+
+def _malformed(run_id: str) -> list[tuple[bytes, bytes]]:
+    good = json.loads(_valid_events(run_id)[1][1])
+    wrong_type = {**good, "power_kw": "11.0", "event_id": "wrong-type"}
+    unknown_type = {**good, "event_type": "session_paused", "event_id": "unknown-type"}
+    missing_id = {k: v for k, v in good.items() if k != "event_id"}
+    missing_session = {**{k: v for k, v in good.items() if k != "session_id"}, "event_id": "no-session"}
+    return [(b"bad", b'{"event_id": "truncated'), (b"bad", b"not json at all")] + [
+        (b"bad", json.dumps(e).encode()) for e in (wrong_type, unknown_type, missing_id, missing_session)]
+
+
+async def _produce_topic(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], partitions: int = 3):
+    from aiokafka import AIOKafkaProducer
+
+    await create_topics(bootstrap, {topic: partitions})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+def produced(stack_settings, unique_name):
+    """A fresh topic with the valid events and the malformed records interleaved."""
+    run_id = f"run-{unique_name}"
+    valid, bad = _valid_events(run_id), _malformed(run_id)
+    records = valid[:100] + bad[:3] + valid[100:] + bad[3:]
+    topic = f"stream-{unique_name}"
+    asyncio.run(_produce_topic(stack_settings.kafka_bootstrap_servers, topic, records))
+    return dict(topic=topic, run_id=run_id, valid=valid, bad=bad, stream=f"t{unique_name}")
+
+
+def _end_offsets(bootstrap: str, topic: str) -> dict[str, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def ends():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            return {str(tp.partition): off for tp, off in (await consumer.end_offsets(parts)).items()}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(ends())
+
+
+def _lake_contents(spark, settings, produced) -> tuple[list[str], list, list[dict]]:
+    """(valid event ids, quarantined rows, commit metadata) across the stream's ingest tags."""
+    lakefs = lakefs_resource(settings)
+    repo = lakefs.repo()
+    tags = list(repo.tags(prefix=f"{TAG_PREFIX}{produced['stream']}-"))
+    metas = [t.get_commit().metadata for t in tags]
+    ids, quarantined = [], []
+    for tag in tags:
+        branch = branch_name(produced["stream"], int(tag.id.rsplit("-", 1)[1]))
+        ids += [r.event_id for r in spark.read.parquet(lakefs.s3a_uri(branch, "events"))
+                .where(f"run_id = '{produced['run_id']}'").select("event_id").collect()]
+        diff = [c.path for c in repo.branch("main").diff(other_ref=branch, prefix="quarantine/")]
+        if diff:
+            quarantined += (spark.read.parquet(lakefs.s3a_uri(branch, "quarantine/events"))
+                            .where(f"kafka_topic = '{produced['topic']}'").collect())
+    return ids, quarantined, metas
+
+
+def _assert_exactly_once(spark, settings, produced):
+    ids, quarantined, metas = _lake_contents(spark, settings, produced)
+    expected = sorted(json.loads(v)["event_id"] for _, v in produced["valid"])
+    assert len(ids) == len(set(ids)), "an event id landed twice"
+    assert sorted(ids) == expected
+    assert sorted(bytes(r.value) for r in quarantined) == sorted(v for _, v in produced["bad"])
+    assert all(r.reason for r in quarantined)
+    assert sum(int(m[f"{META}valid_rows"]) for m in metas) == len(expected)
+    assert sum(int(m[f"{META}quarantined_rows"]) for m in metas) == len(produced["bad"])
+    # Offset ranges tile every partition from 0 to its end: no gap, no overlap.
+    ranges: dict[str, list[list[int]]] = {}
+    for m in metas:
+        for part, rng in json.loads(m[f"{META}kafka_offsets"]).items():
+            ranges.setdefault(part, []).append(rng)
+    ends = _end_offsets(settings.kafka_bootstrap_servers, produced["topic"])
+    for part, end in ends.items():
+        spans = sorted(ranges.get(part, []))
+        position = 0
+        for lo, hi in spans:
+            assert lo == position, (part, spans)
+            position = hi
+        assert position == end, (part, spans, end)
+    return metas
+
+
+def test_stream_writes_every_event_exactly_once_with_quarantine(spark, stack_settings, produced, tmp_path):
+    options = StreamOptions.from_settings(stack_settings, stream_name=produced["stream"], topic=produced["topic"],
+                                          checkpoint=tmp_path / "checkpoint", max_offsets_per_trigger=70,
+                                          available_now=True)
+    query = start_query(spark, stack_settings, options)
+    assert query.awaitTermination(300), "the stream did not drain the topic within 300 s"
+    assert query.exception() is None
+    metas = _assert_exactly_once(spark, stack_settings, produced)
+    assert len(metas) >= 4  # 326 records at ≤ 70 per trigger
+    assert {m[f"{META}contract_version"] for m in metas} == {"1"}
+
+    # Replaying a committed batch id writes nothing: same commit, no new tag.
+    lakefs = lakefs_resource(stack_settings)
+    first = metas[0]
+    batch_id = int(first[f"{META}batch_id"])
+    branch = lakefs.repo().branch(branch_name(produced["stream"], batch_id))
+    head = branch.get_commit().id
+    offsets = json.loads(first[f"{META}kafka_offsets"])
+    records = (spark.read.format("kafka").option("kafka.bootstrap.servers", stack_settings.kafka_bootstrap_servers)
+               .option("subscribe", produced["topic"])
+               .option("startingOffsets", json.dumps({produced["topic"]: {p: lo for p, (lo, hi) in offsets.items()}}))
+               .option("endingOffsets", json.dumps({produced["topic"]: {p: hi for p, (lo, hi) in offsets.items()}}))
+               .load())
+    writer = IngestBatchWriter(lakefs, produced["stream"], produced["topic"])
+    tags_before = len(list(lakefs.repo().tags(prefix=f"{TAG_PREFIX}{produced['stream']}-")))
+    result = writer.write(records, batch_id)
+    assert result.replayed and result.commit_id == head
+    assert branch.get_commit().id == head
+    assert len(list(lakefs.repo().tags(prefix=f"{TAG_PREFIX}{produced['stream']}-"))) == tags_before
+    # The same batch id with other offsets is a conflict, never a silent skip or a second write.
+    with pytest.raises(BatchConflictError, match="was the checkpoint reset"):
+        writer.write(records.where("offset > 0"), batch_id)
+
+
+def _stream_process(produced, checkpoint) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "evcharging.streaming", "--available-now", "--stream-name", produced["stream"],
+         "--topic", produced["topic"], "--checkpoint", str(checkpoint), "--max-offsets-per-trigger", "40"],
+        cwd=PROJECT_DIR, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True)
+
+
+def test_stream_killed_mid_batch_resumes_exactly_once(spark, stack_settings, produced, tmp_path):
+    lakefs = lakefs_resource(stack_settings)
+    repo = lakefs.repo()
+    target = branch_name(produced["stream"], 2)
+    proc = _stream_process(produced, tmp_path / "checkpoint")
+    try:
+        deadline = time.monotonic() + 240
+        # Kill as soon as batch 2's branch exists: its files are being written, nothing committed.
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(b.id == target for b in repo.branches(prefix=target)):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the stream ended before batch 2 started:\n" + proc.stdout.read().decode()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not list(repo.tags(prefix=f"{TAG_PREFIX}{produced['stream']}-0000000002"))
+
+    restarted = _stream_process(produced, tmp_path / "checkpoint")
+    output, _ = restarted.communicate(timeout=300)
+    assert restarted.returncode == 0, output.decode()[-3000:]
+    _assert_exactly_once(spark, stack_settings, produced)
+
+
+def test_stream_fails_clearly_when_kafka_is_unreachable(tmp_path):
+    env = {**os.environ, "EVCHARGING_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = subprocess.run([sys.executable, "-m", "evcharging.streaming", "--available-now",
+                             "--checkpoint", str(tmp_path)], env=env, cwd=PROJECT_DIR,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Kafka at EVCHARGING_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 is unreachable" in result.stderr

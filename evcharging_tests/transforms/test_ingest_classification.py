@@ -1,0 +1,82 @@
+"""The stream's Spark classification agrees with the contract: valid events pass untouched and
+typed, each kind of malformed record is quarantined with the contract's reason and its raw bytes."""
+
+from __future__ import annotations
+
+import json
+
+from simulator.events import SessionEventEncoder, validate
+
+ENCODER = SessionEventEncoder("run-1", "sess-1", "EVS00001", "EVS00001-1", "V000001", "CCS", 12.5)
+
+
+def _good(seq: int = 0, event_type: str = "charging_progress", end_reason: str | None = None) -> bytes:
+    return ENCODER.encode(event_type, seq, 1767600000000 + seq * 60000, 50.0, 1.25, 40.5, end_reason)
+
+
+def _mutate(change) -> bytes:
+    event = json.loads(_good())
+    change(event)
+    return json.dumps(event).encode()
+
+
+MALFORMED = {
+    "bad json": (b'{"event_id": "x", ', "not a JSON object"),
+    "json array": (b"[1, 2, 3]", "not a JSON object"),
+    "number as string": (_mutate(lambda e: e.update(power_kw="50.0")), "power_kw: expected float"),
+    "id as number": (_mutate(lambda e: e.update(station_id=17)), "station_id: expected string"),
+    "unknown event type": (_mutate(lambda e: e.update(event_type="session_paused")),
+                           "unknown event_type session_paused"),
+    "missing event id": (_mutate(lambda e: e.pop("event_id")), "missing field event_id"),
+    "null session id": (_mutate(lambda e: e.update(session_id=None)), "session_id is null"),
+    "bad timestamp": (_mutate(lambda e: e.update(event_time="2026-01-05 08:00:00")), "event_time: expected timestamp"),
+    "extra field": (_mutate(lambda e: e.update(colour="red")), "unknown field colour"),
+    "soc above 100": (_mutate(lambda e: e.update(soc_pct=101.0)), "soc_pct out of 0-100"),
+    "float seq": (_mutate(lambda e: e.update(seq=1.5)), "seq: expected int"),
+}
+
+
+def _kafka_frame(spark, values: list[bytes]):
+    from datetime import datetime
+
+    rows = [(b"k", v, "topic", 0, i, datetime(2026, 1, 1)) for i, v in enumerate(values)]
+    return spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp")
+
+
+def test_the_contract_itself_rejects_each_malformed_case():
+    for name, (value, _) in MALFORMED.items():
+        try:
+            assert validate(json.loads(value)), name
+        except json.JSONDecodeError:
+            pass
+
+
+def test_valid_events_are_kept_typed_and_complete(spark):
+    from evcharging.transforms.ingest import classify_records, quarantine_rows, valid_events
+
+    values = [_good(0, "session_started"), _good(1), _good(2, "session_ended", "target_soc")]
+    classified = classify_records(_kafka_frame(spark, values))
+    rows = valid_events(classified).orderBy("seq").collect()
+    assert quarantine_rows(classified).count() == 0
+    assert [r.seq for r in rows] == [0, 1, 2]
+    first = rows[0].asDict()
+    original = json.loads(values[0])
+    for key in ("event_id", "station_id", "power_kw", "energy_kwh", "soc_pct", "wait_s", "end_reason"):
+        assert first[key] == original[key], key
+    assert first["event_time"].isoformat() == "2026-01-05T08:00:00"
+    assert str(first["event_date"]) == "2026-01-05"
+    assert (first["kafka_partition"], first["kafka_offset"]) == (0, 0)
+
+
+def test_each_malformed_kind_is_quarantined_with_its_reason_and_raw_bytes(spark):
+    from evcharging.transforms.ingest import classify_records, quarantine_rows, valid_events
+
+    values = [v for v, _ in MALFORMED.values()] + [_good(5)]
+    classified = classify_records(_kafka_frame(spark, values))
+    quarantined = {r.kafka_offset: r for r in quarantine_rows(classified).collect()}
+    assert valid_events(classified).count() == 1
+    assert len(quarantined) == len(MALFORMED)
+    for offset, (name, (value, reason)) in enumerate(MALFORMED.items()):
+        row = quarantined[offset]
+        assert reason in row.reason, (name, row.reason)
+        assert bytes(row.value) == value, name
