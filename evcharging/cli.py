@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.table import Table
@@ -76,11 +77,13 @@ def dagster_env(settings: Settings) -> dict[str, str]:
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     env = dagster_env(settings)
-    argv = ["dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", "127.0.0.1",
-            "-p", str(args.port or settings.dagster_port)]
-    console.print(f"Dagster UI: http://127.0.0.1:{args.port or settings.dagster_port}  (DAGSTER_HOME={env['DAGSTER_HOME']})")
+    port = args.port or urlparse(settings.dagster_url).port or 3000
+    # `python -m dagster` from this interpreter: works whether or not the venv is activated.
+    argv = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", "127.0.0.1",
+            "-p", str(port)]
+    console.print(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env['DAGSTER_HOME']})")
     os.chdir(PROJECT_DIR)
-    os.execvpe(argv[0], argv, env)
+    os.execve(argv[0], argv, env)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -100,10 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("-n", "--lines", type=int, default=50, help="for `logs`: how many lines")
     st.set_defaults(func=cmd_stack)
     dev = sub.add_parser("dev", help="serve the Dagster UI on the project's local instance")
-    dev.add_argument("--port", type=int, help="default EVCHARGING_DAGSTER_PORT (3000)")
+    dev.add_argument("--port", type=int, help="default: the port of EVCHARGING_DAGSTER_URL (3000)")
     dev.set_defaults(func=cmd_dev)
     demo = sub.add_parser("demo", help="start the stack, run the pipeline end to end, serve the Dagster UI")
-    demo.add_argument("--port", type=int, help="Dagster UI port, default EVCHARGING_DAGSTER_PORT (3000)")
+    demo.add_argument("--port", type=int, help="Dagster UI port, default: the port of EVCHARGING_DAGSTER_URL (3000)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

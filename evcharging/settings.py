@@ -103,12 +103,15 @@ class Settings(BaseSettings):
     stream_trigger_seconds: int = 10
     stream_max_offsets_per_trigger: int = 200_000
 
+    # --- write-audit-publish ----------------------------------------------------------------------
+    audit_max_quarantine_share: float = Field(0.05, description="Above this share of quarantined records a batch is not merged.")
+
     # --- reference data --------------------------------------------------------------------------
     stations_csv: Path | None = Field(None, description="Kaggle stations CSV; unset = synthetic generator.")
     vehicles_csv: Path | None = Field(None, description="Kaggle vehicles CSV; unset = synthetic generator.")
 
     # --- Dagster ------------------------------------------------------------------------------------
-    dagster_port: int = 3000
+    dagster_url: str = Field("http://127.0.0.1:3000", description="The Dagster UI (served here by `evcharging dev`).")
 
     # ----------------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,153 @@
+"""The audit of one ingest batch: pure functions from a pandas DataFrame (+ reference ids) to outcomes.
+
+No Dagster and no lakeFS here, so each rule is tested on hand-made frames. The Dagster asset turns
+the outcomes into blocking ``AssetCheckResult``s and merges the branch only when none failed with
+severity ERROR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from evcharging.contracts import END_REASONS, EVENT_TYPES, FIELDS, KAFKA_COLUMNS
+
+ERROR, WARN = "ERROR", "WARN"
+EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)  # before any public charging network
+MAX_FUTURE = timedelta(days=400)  # simulations may run ahead of today, not years ahead
+SAMPLE = 5  # failure examples kept per check
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    severity: str = ERROR  # of a failure; a WARN failure does not block the merge
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> bool:
+        return not self.passed and self.severity == ERROR
+
+
+def event_schema():
+    """The contract as a pandera schema (types, nullability, value domains), built from FIELDS."""
+    import pandera.pandas as pa
+
+    dtypes = {"string": "string", "int": "Int64", "float": "float64", "timestamp": "datetime64[ms, UTC]"}
+    domain = {
+        "event_type": [pa.Check.isin(EVENT_TYPES)],
+        "end_reason": [pa.Check.isin(END_REASONS)],
+        "seq": [pa.Check.ge(0)],
+        "soc_pct": [pa.Check.in_range(0, 100)],
+        "power_kw": [pa.Check.ge(0)], "energy_kwh": [pa.Check.ge(0)], "wait_s": [pa.Check.ge(0)],
+    }
+    columns = {f.name: pa.Column(dtypes[f.kind], nullable=f.nullable, checks=domain.get(f.name, []), coerce=True)
+               for f in FIELDS}
+    columns |= {c: pa.Column("Int64", nullable=False, coerce=True) for c in KAFKA_COLUMNS}
+    return pa.DataFrameSchema(columns, strict=False)
+
+
+def check_contract_schema(events: pd.DataFrame) -> CheckOutcome:
+    import pandera.errors
+
+    try:
+        event_schema().validate(events, lazy=True)
+    except pandera.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        examples = [f"{r.column}: {r.check} (got {r.failure_case!r})" for r in cases.head(SAMPLE).itertuples()]
+        return CheckOutcome("contract_schema", False, f"{len(cases)} schema violations: " + "; ".join(examples),
+                            metadata={"violations": len(cases)})
+    return CheckOutcome("contract_schema", True, f"{len(events)} events match contract columns, types and domains")
+
+
+def check_reference_ids(events: pd.DataFrame, station_ids: set[str], vehicle_model_ids: set[str]) -> CheckOutcome:
+    unknown_stations = sorted(set(events["station_id"].dropna()) - station_ids)
+    unknown_models = sorted(set(events["vehicle_model_id"].dropna()) - vehicle_model_ids) \
+        if "vehicle_model_id" in events else []
+    if unknown_stations or unknown_models:
+        parts = []
+        if unknown_stations:
+            parts.append(f"{len(unknown_stations)} unknown station ids, e.g. {unknown_stations[:SAMPLE]}")
+        if unknown_models:
+            parts.append(f"{len(unknown_models)} unknown vehicle model ids, e.g. {unknown_models[:SAMPLE]}")
+        return CheckOutcome("reference_ids_exist", False, "; ".join(parts),
+                            metadata={"unknown_stations": len(unknown_stations), "unknown_vehicle_models": len(unknown_models)})
+    return CheckOutcome("reference_ids_exist", True,
+                        f"all {events['station_id'].nunique()} stations and vehicle models are in MongoDB")
+
+
+def check_session_sequences(events: pd.DataFrame) -> CheckOutcome:
+    """Within the batch: no (session, seq) twice, and SoC, energy and time never go backwards with seq.
+
+    A session may span batches, so only the events present are compared with each other.
+    """
+    problems = []
+    dup = events.duplicated(["session_id", "seq"], keep=False)
+    if dup.any():
+        problems.append(f"{int(dup.sum())} events repeat a (session_id, seq), e.g. "
+                        f"{events.loc[dup, 'session_id'].iloc[0]}")
+    ordered = events.sort_values(["session_id", "seq"])
+    same = ordered["session_id"].eq(ordered["session_id"].shift())
+    for column in ("soc_pct", "energy_kwh", "event_time"):
+        back = same & ordered[column].lt(ordered[column].shift())
+        if back.any():
+            problems.append(f"{column} decreases within {ordered.loc[back, 'session_id'].nunique()} sessions, "
+                            f"e.g. {ordered.loc[back, 'session_id'].iloc[0]}")
+    if problems:
+        return CheckOutcome("session_sequences_consistent", False, "; ".join(problems))
+    return CheckOutcome("session_sequences_consistent", True,
+                        f"{events['session_id'].nunique()} sessions ordered and monotonic")
+
+
+def check_not_on_main(events: pd.DataFrame, ids_on_main: set[str]) -> CheckOutcome:
+    repeated = events["event_id"][events["event_id"].isin(ids_on_main)]
+    twice_here = events["event_id"][events["event_id"].duplicated()]
+    if len(repeated) or len(twice_here):
+        return CheckOutcome(
+            "no_event_already_on_main", False,
+            f"{len(repeated)} event ids already on main, {len(twice_here)} repeated in the batch, "
+            f"e.g. {sorted(set(repeated) | set(twice_here))[:SAMPLE]}",
+            metadata={"already_on_main": len(repeated), "repeated_in_batch": len(twice_here)})
+    return CheckOutcome("no_event_already_on_main", True, f"{len(events)} event ids are new to main")
+
+
+def check_event_times(events: pd.DataFrame, now: datetime | None = None) -> CheckOutcome:
+    now = now or datetime.now(UTC)
+    times = pd.to_datetime(events["event_time"], utc=True)
+    early, late = times < EARLIEST_PLAUSIBLE, times > now + MAX_FUTURE
+    if early.any() or late.any():
+        return CheckOutcome("event_times_plausible", False,
+                            f"{int(early.sum())} events before {EARLIEST_PLAUSIBLE.date()}, {int(late.sum())} more "
+                            f"than {MAX_FUTURE.days} days ahead of now; range {times.min()} – {times.max()}")
+    return CheckOutcome("event_times_plausible", True, f"event times {times.min()} – {times.max()}",
+                        metadata={"first_event": str(times.min()), "last_event": str(times.max())})
+
+
+def check_quarantine_share(valid: int, quarantined: int, max_share: float) -> CheckOutcome:
+    share = quarantined / max(valid + quarantined, 1)
+    meta = {"quarantined_rows": quarantined, "quarantine_share": round(share, 6), "max_share": max_share}
+    if quarantined == 0:
+        return CheckOutcome("quarantine_share", True, "no quarantined records", metadata=meta)
+    text = f"{quarantined} of {valid + quarantined} records quarantined ({share:.2%}; limit {max_share:.2%})"
+    return CheckOutcome("quarantine_share", False, text, severity=ERROR if share > max_share else WARN, metadata=meta)
+
+
+def audit(events: pd.DataFrame, *, station_ids: set[str], vehicle_model_ids: set[str], ids_on_main: set[str],
+          quarantined: int, max_quarantine_share: float, now: datetime | None = None) -> list[CheckOutcome]:
+    """Every check on one batch, in a stable order."""
+    return [
+        check_contract_schema(events),
+        check_reference_ids(events, station_ids, vehicle_model_ids),
+        check_session_sequences(events),
+        check_not_on_main(events, ids_on_main),
+        check_event_times(events, now),
+        check_quarantine_share(len(events), quarantined, max_quarantine_share),
+    ]
+
+
+CHECK_NAMES = ("contract_schema", "reference_ids_exist", "session_sequences_consistent", "no_event_already_on_main",
+               "event_times_plausible", "quarantine_share")

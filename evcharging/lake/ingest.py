@@ -1,0 +1,135 @@
+"""Ingest batches on lakeFS as the write-audit-publish steps see them (plain Python, no Dagster).
+
+The stream marks a finished batch with the tag ``ingested-<stream>-<batch>`` on the commit of branch
+``ingest-<stream>-<batch>`` (see ``evcharging.streaming.batches``). A batch is *merged* once that
+commit is an ancestor of main; only ``publish`` makes it so, after the audit passed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+
+from evcharging.contracts import LAKE_EVENTS_PATH
+from evcharging.resources.lakefs import LakeFSResource
+from evcharging.streaming.batches import BRANCH_PREFIX, META, TAG_PREFIX
+
+AUDIT = "evcharging.audit."  # prefix of the audit's commit-metadata keys
+
+
+@dataclass(frozen=True)
+class IngestCommit:
+    """A batch the stream finished: its branch (= Dagster partition key), tag and commit."""
+
+    branch: str
+    tag: str
+    commit_id: str
+    metadata: dict
+
+    @property
+    def valid_rows(self) -> int:
+        return int(self.metadata.get(f"{META}valid_rows", 0))
+
+    @property
+    def quarantined_rows(self) -> int:
+        return int(self.metadata.get(f"{META}quarantined_rows", 0))
+
+    @property
+    def event_dates(self) -> list[str]:
+        return json.loads(self.metadata.get(f"{META}event_dates", "[]"))
+
+
+def branch_for_tag(tag: str) -> str:
+    return BRANCH_PREFIX + tag.removeprefix(TAG_PREFIX)
+
+
+def tag_for_branch(branch: str) -> str:
+    return TAG_PREFIX + branch.removeprefix(BRANCH_PREFIX)
+
+
+def unseen_ingest_tags(lakefs: LakeFSResource, stream: str, after: str | None, limit: int = 500) -> list[str]:
+    """Ingest tags of ``stream`` strictly after ``after``, in batch order (names are zero-padded)."""
+    tags = lakefs.repo().tags(prefix=f"{TAG_PREFIX}{stream}-", after=after or None, max_amount=limit)
+    return [t.id for t in tags]
+
+
+def ingest_commit(lakefs: LakeFSResource, branch: str) -> IngestCommit:
+    tag = tag_for_branch(branch)
+    commit = lakefs.repo().tag(tag).get_commit()
+    return IngestCommit(branch, tag, commit.id, dict(commit.metadata or {}))
+
+
+def is_merged(lakefs: LakeFSResource, commit_id: str) -> bool:
+    """Whether ``commit_id`` is already part of main (it is its own merge base with main)."""
+    sdk = lakefs.client().sdk_client
+    base = sdk.refs_api.find_merge_base(lakefs.repository, commit_id, lakefs.default_branch)
+    return base.base_commit_id == commit_id
+
+
+def arrow_filesystem(lakefs: LakeFSResource):
+    """pyarrow's S3 filesystem on lakeFS's S3 gateway: paths ``<repo>/<ref>/<path>``."""
+    from urllib.parse import urlparse
+
+    import pyarrow.fs as pafs
+
+    url = urlparse(lakefs.endpoint)
+    return pafs.S3FileSystem(access_key=lakefs.access_key_id, secret_key=lakefs.secret_access_key,
+                             endpoint_override=url.netloc, scheme=url.scheme, region="us-east-1")
+
+
+def batch_event_files(lakefs: LakeFSResource, commit: IngestCommit) -> list[str]:
+    """The Parquet files this batch added (its commit against its parent, not against today's main)."""
+    repo = lakefs.repo()
+    parent = repo.commit(commit.commit_id).get_commit().parents[0]
+    return [c.path for c in repo.ref(parent).diff(other_ref=commit.commit_id, prefix=f"{LAKE_EVENTS_PATH}/")
+            if c.type == "added" and c.path.endswith(".parquet")]
+
+
+def read_events(lakefs: LakeFSResource, ref: str, paths: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+    """The given lake files at ``ref`` as one DataFrame (event_date restored from the path)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs = arrow_filesystem(lakefs)
+    tables = []
+    for path in paths:
+        table = pq.read_table(f"{lakefs.repository}/{ref}/{path}", filesystem=fs, columns=columns)
+        date = next((p.split("=", 1)[1] for p in path.split("/") if p.startswith("event_date=")), None)
+        if columns is None or "event_date" in columns:
+            table = table.append_column("event_date", pa.array([date] * table.num_rows, pa.string()))
+        tables.append(table)
+    if not tables:
+        return pd.DataFrame(columns=columns or [])
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+
+def event_ids_on_main(lakefs: LakeFSResource, event_dates: list[str]) -> set[str]:
+    """Event ids already on main for the given event dates (the only partitions a batch can clash in)."""
+    repo = lakefs.repo()
+    ids: set[str] = set()
+    for date in event_dates:
+        prefix = f"{LAKE_EVENTS_PATH}/event_date={date}/"
+        paths = [o.path for o in repo.ref(lakefs.default_branch).objects(prefix=prefix) if o.path.endswith(".parquet")]
+        if paths:
+            ids |= set(read_events(lakefs, lakefs.default_branch, paths, columns=["event_id"])["event_id"])
+    return ids
+
+
+def publish(lakefs: LakeFSResource, commit: IngestCommit, metadata: dict[str, str]) -> str:
+    """Merge the batch's branch into main with ``metadata``, then delete the branch. Returns the merge commit."""
+    repo = lakefs.repo()
+    branch = repo.branch(commit.branch)
+    merge_commit = branch.merge_into(repo.branch(lakefs.default_branch),
+                                     message=f"publish {commit.branch}", metadata=metadata)
+    branch.delete()
+    return merge_commit
+
+
+def record_failed_audit(lakefs: LakeFSResource, commit: IngestCommit, failures: dict[str, str]) -> None:
+    """Keep the branch, and write why it was not merged into its history (an empty commit)."""
+    branch = lakefs.repo().branch(commit.branch)
+    metadata = {f"{AUDIT}status": "failed", **{f"{AUDIT}{name}": reason[:1000] for name, reason in failures.items()}}
+    if dict(branch.get_commit().metadata or {}) != metadata:  # re-running a failed audit adds nothing
+        branch.commit(message=f"audit failed: {', '.join(failures)}", metadata=metadata, allow_empty=True)

@@ -1,0 +1,53 @@
+"""`evcharging dev` serves the Dagster UI with the whole lineage, MongoDB to the lake's main."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from evcharging.settings import PROJECT_DIR
+
+pytestmark = pytest.mark.integration
+
+PORT = 3391
+
+
+def _asset_keys() -> list[str]:
+    query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}/graphql", data=query,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        nodes = json.load(response)["data"]["assetNodes"]
+    return sorted("/".join(n["assetKey"]["path"]) for n in nodes)
+
+
+def test_dagster_dev_serves_the_asset_graph(stack_settings, tmp_path):
+    env = {**os.environ, "EVCHARGING_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(PORT)], cwd=PROJECT_DIR,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    keys: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                keys = _asset_keys()
+                if keys:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert {"mongodb/stations", "mongodb/vehicles", "ingest_batch", "lake_main"} <= set(keys), keys

@@ -1,0 +1,201 @@
+"""Write-audit-publish on the real lakeFS and MongoDB.
+
+A good batch is merged and its rows appear on main; a batch with an unknown station id, a
+duplicate event id or a broken schema is not merged and the failing check names the reason;
+re-running a merged partition changes nothing. The commit sensor turns three new ingest commits
+into three partitions and three runs, and neither a second evaluation with its cursor nor a new
+instance with the stored cursor sees them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from datetime import datetime
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from evcharging.defs.lake.assets import ingest_batch, lake_main
+from evcharging.defs.lake.partitions import ingest_batches
+from evcharging.defs.lake.sensors import ingest_commits
+from evcharging.lake.ingest import event_ids_on_main
+from evcharging.reference.datasets import STATIONS, VEHICLES
+from evcharging.reference.store import store_reference
+from evcharging.resources.from_settings import lakefs_resource
+from evcharging.resources.mongo import MongoResource
+from evcharging.streaming.batches import META, IngestBatchWriter, branch_name, commit_metadata, tag_name
+from evcharging_tests.factories import session_events
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def reference(stack_settings):
+    """A MongoDB database of its own with synthetic stations and vehicles; returns (resource, station ids)."""
+    database = f"wap_{datetime.now():%H%M%S%f}"
+    mongo = MongoResource(url=stack_settings.mongo_url, database=database)
+
+    async def load():
+        async with mongo.open_database() as db:
+            await store_reference(db, STATIONS, STATIONS.prepare(None, seed=1, rows=20))
+            await store_reference(db, VEHICLES, VEHICLES.prepare(None, seed=1, rows=10))
+            return sorted(d["_id"] for d in await db[STATIONS.collection].find({}, {"_id": 1}).to_list())
+
+    station_ids = asyncio.run(load())
+    yield mongo, station_ids
+
+    async def drop():
+        client = mongo.client()
+        await client.drop_database(database)
+        await client.close()
+
+    asyncio.run(drop())
+
+
+def _write_batch(spark, settings, stream: str, batch_id: int, values: list[bytes], first_offset: int = 0):
+    from datetime import datetime as dt
+
+    rows = [(b"k", v, "wap-topic", 0, first_offset + i, dt(2026, 1, 5)) for i, v in enumerate(values)]
+    records = spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long, "
+                                          "timestamp timestamp")
+    return IngestBatchWriter(lakefs_resource(settings), stream, "wap-topic").write(records, batch_id)
+
+
+def _materialize(settings, mongo, key: str, instance):
+    instance.add_dynamic_partitions(ingest_batches.name, [key])
+    # A failing blocking check fails the step (so the run shows red in the UI): don't raise here.
+    return dg.materialize([ingest_batch], partition_key=key, instance=instance, raise_on_error=False,
+                          resources={"lakefs": lakefs_resource(settings), "mongo": mongo})
+
+
+def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, reference, unique_name):
+    mongo, stations = reference
+    lakefs = lakefs_resource(stack_settings)
+    repo = lakefs.repo()
+    instance = dg.DagsterInstance.ephemeral()
+    stream, run = f"w{unique_name}", f"run-{unique_name}"
+    good_events = session_events(run, "s1", station_id=stations[0]) + session_events(run, "s2", station_id=stations[1])
+
+    # A good batch: every check passes, the branch is merged into main and deleted.
+    _write_batch(spark, stack_settings, stream, 0, good_events)
+    good = branch_name(stream, 0)
+    result = _materialize(stack_settings, mongo, good, instance)
+    assert result.success
+    assert {name: e.passed for name, e in _checks(result).items()} == dict.fromkeys(_checks(result), True)
+    assert not [b for b in repo.branches(prefix=good)]
+    ids = {json.loads(v)["event_id"] for v in good_events}
+    assert ids <= event_ids_on_main(lakefs, ["2026-01-05"])
+    merge = repo.branch("main").get_commit()
+    assert merge.metadata[f"{META}ingest_branch"] == good and merge.metadata[f"{META}batch_id"] == "0"
+
+    # Re-running the merged partition is a no-op: main does not move.
+    again = _materialize(stack_settings, mongo, good, instance)
+    assert repo.branch("main").get_commit().id == merge.id
+    assert again.asset_materializations_for_node("ingest_batch")[0].metadata["status"].value == "already merged"
+
+    # Unknown station id → not merged, the branch stays, the check says which id.
+    _write_batch(spark, stack_settings, stream, 1, session_events(run, "s3", station_id="EVS99999"), first_offset=10)
+    blocked = _materialize(stack_settings, mongo, branch_name(stream, 1), instance)
+    assert not blocked.success
+    unknown = _checks(blocked)["reference_ids_exist"]
+    assert not unknown.passed and "EVS99999" in unknown.description
+    assert [b.id for b in repo.branches(prefix=branch_name(stream, 1))] == [branch_name(stream, 1)]
+    audit = repo.branch(branch_name(stream, 1)).get_commit().metadata
+    assert audit["evcharging.audit.status"] == "failed" and "EVS99999" in audit["evcharging.audit.reference_ids_exist"]
+
+    # The same events again (new Kafka offsets) → duplicates of what main has.
+    _write_batch(spark, stack_settings, stream, 2, good_events[:3], first_offset=20)
+    duplicate = _checks(_materialize(stack_settings, mongo, branch_name(stream, 2), instance))
+    assert not duplicate["no_event_already_on_main"].passed
+    assert "3 event ids already on main" in duplicate["no_event_already_on_main"].description
+
+    # A writer that bypassed the stream's contract: power as text, SoC over 100.
+    _rogue_batch(lakefs, stream, 3, stations[0])
+    broken = _checks(_materialize(stack_settings, mongo, branch_name(stream, 3), instance))["contract_schema"]
+    assert not broken.passed and "power_kw" in broken.description
+    assert repo.branch("main").get_commit().id == merge.id  # none of the bad batches reached main
+
+    # lake_main records main's head as its data version.
+    snapshot = dg.materialize([lake_main], instance=instance, resources={"lakefs": lakefs})
+    meta = snapshot.asset_materializations_for_node("lake_main")[0].metadata
+    assert meta["lakefs_commit"].value == merge.id
+
+
+def _rogue_batch(lakefs, stream: str, batch_id: int, station: str) -> None:
+    event = json.loads(session_events("rogue", "r1", station_id=station, n=1)[0])
+    table = pa.table({**{k: [v] for k, v in event.items()}, "power_kw": ["eleven"], "soc_pct": [140.0],
+                      "kafka_partition": [0], "kafka_offset": [99]})
+    table = table.set_column(table.schema.get_field_index("event_time"), "event_time",
+                             pa.array([datetime(2026, 1, 5, 8)], pa.timestamp("ms", tz="UTC")))
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    repo = lakefs.repo()
+    branch = repo.branch(branch_name(stream, batch_id)).create(source_reference="main")
+    branch.object("events/event_date=2026-01-05/part-rogue.parquet").upload(data=buffer.getvalue(), mode="wb")
+    commit = branch.commit(message="rogue", metadata=commit_metadata(stream, batch_id, "wap-topic", {"0": [99, 100]},
+                                                                     1, 0, ["2026-01-05"]))
+    repo.tag(tag_name(stream, batch_id)).create(commit.get_commit().id)
+
+
+def test_sensor_turns_each_new_ingest_commit_into_one_partition_and_run(stack_settings, unique_name, monkeypatch):
+    lakefs = lakefs_resource(stack_settings)
+    repo = lakefs.repo()
+    stream = f"s{unique_name}"
+    monkeypatch.setenv("EVCHARGING_STREAM_NAME", stream)
+    main_head = repo.branch("main").get_commit().id
+    for batch_id in range(3):  # three commits land between two ticks
+        branch = repo.branch(branch_name(stream, batch_id)).create(source_reference="main")
+        branch.object(f"sensor-test/{stream}/{batch_id}.txt").upload(data=b"x", mode="wb")
+        commit = branch.commit(message="t", metadata={f"{META}batch_id": str(batch_id)})
+        repo.tag(tag_name(stream, batch_id)).create(commit.get_commit().id)
+    assert repo.branch("main").get_commit().id == main_head
+
+    instance = dg.DagsterInstance.ephemeral()
+    first = ingest_commits(dg.build_sensor_context(instance=instance, resources={"lakefs": lakefs}))
+    keys = [branch_name(stream, i) for i in range(3)]
+    assert [r.partition_key for r in first.run_requests] == keys
+    assert [r.run_key for r in first.run_requests] == keys
+    assert first.dynamic_partitions_requests[0].partition_keys == keys
+    assert first.cursor == tag_name(stream, 2)
+
+    second = ingest_commits(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"lakefs": lakefs}))
+    assert second.run_requests == [] and second.cursor == first.cursor
+
+    restarted = dg.DagsterInstance.ephemeral()  # as after a restart of `dagster dev`: only the cursor survives
+    third = ingest_commits(dg.build_sensor_context(instance=restarted, cursor=first.cursor, resources={"lakefs": lakefs}))
+    assert third.run_requests == []
+    for i in range(3):
+        repo.branch(branch_name(stream, i)).delete()
+
+
+def test_cli_materializes_a_partition(spark, stack_settings, reference, unique_name, tmp_path):
+    """`dagster asset materialize --partition` audits and publishes one ingest batch from the shell."""
+    import os
+    import subprocess
+    import sys
+
+    from evcharging.settings import PROJECT_DIR
+
+    mongo, stations = reference
+    stream = f"c{unique_name}"
+    _write_batch(spark, stack_settings, stream, 0, session_events(f"run-{unique_name}", "s1", station_id=stations[2]))
+    key = branch_name(stream, 0)
+    (tmp_path / "dagster.yaml").write_text((PROJECT_DIR / "dagster.yaml").read_text())
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EVCHARGING_MONGO_DATABASE": mongo.database}
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        instance.add_dynamic_partitions(ingest_batches.name, [key])
+    result = subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "evcharging.definitions",
+                             "--select", "ingest_batch", "--partition", key], cwd=PROJECT_DIR, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "RUN_SUCCESS" in result.stdout + result.stderr
+    repo = lakefs_resource(stack_settings).repo()
+    assert repo.branch("main").get_commit().metadata[f"{META}ingest_branch"] == key
