@@ -107,23 +107,32 @@ def minio_binary(cache: Path, progress: Progress) -> Path:
     return _install(cache / f"minio-{MINIO_VERSION}" / "minio", build, "minio", progress)
 
 
-def lakefs_binary(cache: Path, progress: Progress) -> Path:
-    log = build_log(cache, "lakefs")
-    wrapper = NATIVE_DIR / "lakefs"
+def _wrapper_module_binary(name: str, wrapper: Path, module: str, version: str, cache: Path,
+                           progress: Progress) -> Path:
+    """Build ``name`` from a wrapper module of ours (``infra/native/<…>``: go.mod + main.go) around ``module``.
+
+    The wrapped module's own go.sum is copied in before `go mod tidy`: it holds every hash the build
+    needs, and the checksum database answers 404 for some of lakeFS's dependencies.
+    """
+    log = build_log(cache, name)
 
     def build(tmp: Path) -> Path:
         src = tmp / "src"
         shutil.copytree(wrapper, src)
-        # lakeFS's own go.sum holds every hash the build needs; the checksum database 404s on some.
-        module = _module_dir("lakefs", f"github.com/treeverse/lakefs@{LAKEFS_VERSION}", log, src)
-        shutil.copyfile(module / "go.sum", src / "go.sum")
+        module_dir = _module_dir(name, f"{module}@{version}", log, src)
+        shutil.copyfile(module_dir / "go.sum", src / "go.sum")
         (src / "go.sum").chmod(0o644)
-        _run("lakefs", ["go", "mod", "tidy"], log, cwd=src, env=_GO_ENV)
-        _run("lakefs", ["go", "build", "-trimpath", "-o", str(tmp / "lakefs"), "."], log, cwd=src, env=_GO_ENV)
-        return tmp / "lakefs"
+        _run(name, ["go", "mod", "tidy"], log, cwd=src, env=_GO_ENV)
+        _run(name, ["go", "build", "-trimpath", "-o", str(tmp / name), "."], log, cwd=src, env=_GO_ENV)
+        return tmp / name
 
-    key = f"lakefs-{LAKEFS_VERSION}-{_digest(wrapper / 'go.mod', wrapper / 'main.go')}"
-    return _install(cache / key / "lakefs", build, "lakefs", progress)
+    key = f"{name}-{version}-{_digest(wrapper / 'go.mod', wrapper / 'main.go')}"
+    return _install(cache / key / name, build, name, progress)
+
+
+def lakefs_binary(cache: Path, progress: Progress) -> Path:
+    return _wrapper_module_binary("lakefs", NATIVE_DIR / "lakefs", "github.com/treeverse/lakefs", LAKEFS_VERSION,
+                                  cache, progress)
 
 
 def ferretdb_binary(cache: Path, progress: Progress) -> Path:
@@ -173,3 +182,15 @@ def spark_jars(cache: Path, progress: Progress) -> Path:
 def spark_jar_paths(cache: Path) -> list[Path]:
     """The extra Spark jars, resolving them first if needed (quietly: called from Spark helpers)."""
     return sorted(spark_jars(cache, lambda _msg: None).glob("*.jar"))
+
+
+COMPOSE_GO_VERSION = "v2.9.0"
+
+
+def compose_config_binary(cache: Path, progress: Progress = lambda _msg: None) -> Path:
+    """``compose-config``: compose-go (the loader inside ``docker compose``) behind a tiny wrapper.
+
+    Validates ``infra/docker-compose.yml`` with no Docker engine and no compose plugin.
+    """
+    return _wrapper_module_binary("compose-config", NATIVE_DIR / "compose", "github.com/compose-spec/compose-go/v2",
+                                  COMPOSE_GO_VERSION, cache, progress)

@@ -1,0 +1,90 @@
+"""One-shot initialisation of a deployment (the compose `init` service), idempotent.
+
+Creates what the pipeline expects to exist, with the same code the native local stack runs after
+`evcharging stack up`: the Kafka topics, the MinIO bucket, the lakeFS repository (stored in that
+bucket) and the ClickHouse database. Everything comes from the EVCHARGING_* settings; a step
+whose service is managed elsewhere can be skipped with INIT_SKIP=minio,kafka,…
+Each step retries for a bounded time, then fails with the step's name.
+
+    python /app/infra/compose/init.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Callable
+
+from evcharging.settings import Settings, load_settings
+
+ATTEMPTS = int(os.environ.get("INIT_ATTEMPTS", "10"))
+DELAY_S = 3.0
+
+
+def minio_bucket(s: Settings) -> str:
+    from evcharging.resources.from_settings import minio_s3_client
+
+    client = minio_s3_client(s)
+    if s.minio_bucket in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        return f"bucket {s.minio_bucket} exists"
+    client.create_bucket(Bucket=s.minio_bucket)
+    return f"bucket {s.minio_bucket} created"
+
+
+def lakefs_repository(s: Settings) -> str:
+    from evcharging.resources.from_settings import lakefs_resource
+
+    lakefs_resource(s).ensure_repository(f"s3://{s.minio_bucket}/{s.lakefs_repository}")
+    return f"repository {s.lakefs_repository} ready"
+
+
+def kafka_topics(s: Settings) -> str:
+    from evcharging.resources.from_settings import kafka_resource
+
+    topics = asyncio.run(kafka_resource(s).ensure_topics())
+    return f"topics created: {', '.join(sorted(topics))}" if topics else "topics exist"
+
+
+def clickhouse_database(s: Settings) -> str:
+    if not s.clickhouse_url:
+        return "no EVCHARGING_CLICKHOUSE_URL: embedded chDB creates its database on first use"
+    from evcharging.resources.warehouse import WarehouseResource
+
+    with WarehouseResource(clickhouse_url=s.clickhouse_url, database=s.clickhouse_database).connect():
+        pass  # connect() runs CREATE DATABASE IF NOT EXISTS
+    return f"database {s.clickhouse_database} ready"
+
+
+# Order matters: lakeFS stores the repository in the bucket.
+STEPS: dict[str, Callable[[Settings], str]] = {
+    "minio": minio_bucket,
+    "lakefs": lakefs_repository,
+    "kafka": kafka_topics,
+    "clickhouse": clickhouse_database,
+}
+
+
+def main() -> int:
+    settings = load_settings()
+    skip = {name.strip() for name in os.environ.get("INIT_SKIP", "").split(",") if name.strip()}
+    for name, step in STEPS.items():
+        if name in skip:
+            print(f"init {name}: skipped (INIT_SKIP)", flush=True)
+            continue
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                print(f"init {name}: {step(settings)}", flush=True)
+                break
+            except Exception as err:  # noqa: BLE001 - any failure is retried, then reported
+                if attempt == ATTEMPTS:
+                    print(f"init {name}: FAILED after {attempt} attempts: {type(err).__name__}: {err}",
+                          file=sys.stderr, flush=True)
+                    return 1
+                time.sleep(DELAY_S)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
