@@ -47,6 +47,7 @@ FIELDS: tuple[EventField, ...] = (
     EventField("station_id", "string", False, "Charging station (reference data _id)."),
     EventField("charger_id", "string", False, "station_id + '-' + 1-based charger (parking spot) index."),
     EventField("vehicle_id", "string", False, "Fleet vehicle, e.g. V000042."),
+    EventField("vehicle_model_id", "string", False, "The vehicle's model: its _id in the vehicles collection."),
     EventField("connector_type", "string", False, "Connector used, shared by station and vehicle."),
     EventField("power_kw", "float", False,
                "Instantaneous charging power at event_time (on session_ended: when charging stopped)."),
@@ -180,6 +181,13 @@ def validate(event: Any) -> list[str]:
     return reasons
 
 
+def _json_string(text: str) -> str:
+    """json.dumps for a str, skipping the encoder for the plain ASCII ids that are the rule."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
 class SessionEventEncoder:
     """Encodes the events of one session, byte-identical to `encode`.
 
@@ -190,12 +198,13 @@ class SessionEventEncoder:
     __slots__ = ("_digest", "_run_session", "_where", "_tail", "_days", "_clock")
 
     def __init__(self, run_id: str, session_id: str, station_id: str, charger_id: str,
-                 vehicle_id: str, connector_type: str, wait_s: float) -> None:
-        dumps = json.dumps
+                 vehicle_id: str, vehicle_model_id: str, connector_type: str, wait_s: float) -> None:
+        dumps = _json_string
         self._digest = session_digest(run_id, session_id)
         self._run_session = f',"run_id":{dumps(run_id)},"session_id":{dumps(session_id)},"seq":'
         self._where = (f',"station_id":{dumps(station_id)},"charger_id":{dumps(charger_id)}'
-                       f',"vehicle_id":{dumps(vehicle_id)},"connector_type":{dumps(connector_type)}'
+                       f',"vehicle_id":{dumps(vehicle_id)},"vehicle_model_id":{dumps(vehicle_model_id)}'
+                       f',"connector_type":{dumps(connector_type)}'
                        ',"power_kw":')
         self._tail = f',"wait_s":{float(wait_s)!r},"end_reason":'
         self._days, self._clock = _DAYS, _clock()

@@ -1,0 +1,157 @@
+"""Simulator throughput: events/s and sessions/s into the null sink (the simulation's own cost), a
+JSON-lines file and Kafka, and, in the same run, Kafka's own Java ProducerPerformance tool at the
+same record size and count as the physical baseline; prints the ratios.
+
+    python bench/bench_simulator.py --sessions 20000 --kafka-bootstrap 127.0.0.1:9092
+    python bench/bench_simulator.py --sinks kafka --sessions 1000000 --progress-interval 300
+    python bench/bench_simulator.py --profile null      # cProfile of the hot path
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simulator.reference import from_documents  # noqa: E402
+from simulator.runner import run  # noqa: E402
+from simulator.sink import FileSink, KafkaSink, NullSink, create_topics, kafka_compression  # noqa: E402
+from simulator.synthetic import synthetic_documents  # noqa: E402
+from simulator.world import World, WorldConfig  # noqa: E402
+
+PRODUCER_PROPS = ("acks=all", "linger.ms=5", "batch.size=131072", "compression.type=lz4", "enable.idempotence=true")
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    sessions: int
+    seconds: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds
+
+    def line(self) -> str:
+        return (f"{self.name:<28} {self.events:>11,} events {self.seconds:>8.1f} s "
+                f"{self.events_per_s:>11,.0f} events/s {self.sessions / self.seconds:>9,.0f} sessions/s")
+
+
+def make_world(args) -> World:
+    stations, vehicles = from_documents(*synthetic_documents(stations=args.stations))
+    return World(stations, vehicles, WorldConfig(
+        seed=args.seed, run_id=f"bench-{uuid.uuid4().hex[:8]}", vehicles=args.vehicles, duration_h=None,
+        sessions=args.sessions, progress_interval_s=args.progress_interval))
+
+
+async def _topic_size(bootstrap: str, topic: str, partitions: int) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+def bench_sink(name: str, args, sink) -> Result:
+    world = make_world(args)
+    profiler = cProfile.Profile() if args.profile == name else None
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    manifest = asyncio.run(run(world, sink))
+    if profiler:
+        profiler.disable()
+    seconds = time.perf_counter() - start
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+    return Result(f"simulator -> {name}", manifest.events_total, manifest.sessions_started, seconds)
+
+
+def producer_performance(args, topic: str, records: int, record_size: int) -> Result:
+    libs = Path(os.path.expanduser(args.kafka_libs))
+    command = ["java", "-Xmx512m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance",
+               "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
+               "--throughput", "-1", "--producer-props", f"bootstrap.servers={args.kafka_bootstrap}",
+               *PRODUCER_PROPS]
+    start = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    seconds = time.perf_counter() - start
+    final = [line for line in out.splitlines() if " records sent," in line][-1]
+    rate = float(re.search(r"records sent, ([\d.]+) records/sec", final).group(1))
+    print(f"  ProducerPerformance: {final.strip()}")
+    return Result("Kafka ProducerPerformance", records, 0, records / rate if rate else seconds)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sessions", type=int, default=20_000)
+    p.add_argument("--vehicles", type=int, default=20_000)
+    p.add_argument("--stations", type=int, default=2_000, help="synthetic stations")
+    p.add_argument("--progress-interval", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sinks", default="null,file,kafka", help="comma-separated subset of null,file,kafka")
+    p.add_argument("--kafka-bootstrap", default=os.environ.get("EVCHARGING_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    p.add_argument("--partitions", type=int, default=3)
+    p.add_argument("--kafka-libs", default="~/.cache/evcharging/kafka-4.4.0/libs")
+    p.add_argument("--no-baseline", action="store_true", help="skip ProducerPerformance")
+    p.add_argument("--profile", choices=("null", "file", "kafka"), help="cProfile this sink's run")
+    args = p.parse_args()
+    sinks = args.sinks.split(",")
+    print(f"{args.sessions:,} sessions, {args.vehicles:,} vehicles, {args.stations:,} stations, "
+          f"progress every {args.progress_interval:g} s; Kafka compression {kafka_compression()}")
+
+    results: dict[str, Result] = {}
+    record_size = 0
+    if "null" in sinks:
+        results["null"] = bench_sink("null", args, NullSink())
+        print(results["null"].line())
+    if "file" in sinks:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "events.jsonl"
+            results["file"] = bench_sink("file", args, FileSink(path))
+            record_size = round(path.stat().st_size / results["file"].events) - 1
+        print(results["file"].line())
+    if "kafka" in sinks:
+        topic = f"bench-sim-{uuid.uuid4().hex[:8]}"
+        asyncio.run(create_topics(args.kafka_bootstrap, {topic: args.partitions, f"{topic}-manifests": 1}))
+        sink = KafkaSink(args.kafka_bootstrap, topic, f"{topic}-manifests")
+        results["kafka"] = bench_sink("kafka", args, sink)
+        print(results["kafka"].line())
+        landed = asyncio.run(_topic_size(args.kafka_bootstrap, topic, args.partitions))
+        print(f"  records in topic {topic}: {landed:,} (emitted {results['kafka'].events:,})")
+        if not args.no_baseline:
+            record_size = record_size or 330
+            perf_topic = f"bench-perf-{uuid.uuid4().hex[:8]}"
+            asyncio.run(create_topics(args.kafka_bootstrap, {perf_topic: args.partitions}))
+            results["baseline"] = producer_performance(args, perf_topic, results["kafka"].events, record_size)
+            print(results["baseline"].line() + f"  (record size {record_size} B)")
+
+    print()
+    if "null" in results:
+        for name in ("file", "kafka"):
+            if name in results:
+                print(f"{name} / null events/s: {results[name].events_per_s / results['null'].events_per_s:.2f}")
+    if "baseline" in results:
+        print(f"kafka sink / ProducerPerformance records/s: "
+              f"{results['kafka'].events_per_s / results['baseline'].events_per_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

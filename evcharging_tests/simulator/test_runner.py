@@ -1,0 +1,63 @@
+"""Driving a world into a sink: paced runs take the simulated time divided by the speed and emit
+the same events as unpaced ones; a stop request still flushes and yields a manifest that counts
+exactly what the sink received; a fleet that cannot charge anywhere is refused up front."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from simulator.model import Station, VehicleSpec
+from simulator.reference import from_documents
+from simulator.runner import run
+from simulator.sink import NullSink
+from simulator.synthetic import synthetic_documents
+from simulator.world import World, WorldConfig
+
+
+class ListSink(NullSink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[bytes] = []
+
+    async def write(self, records):
+        await super().write(records)
+        self.values += [value for _, value in records]
+
+
+def world(**config) -> World:
+    return World(*from_documents(*synthetic_documents(stations=20)),
+                 WorldConfig(seed=2, vehicles=100, duration_h=1, **config))
+
+
+def test_paced_run_takes_simulated_time_over_speed_and_emits_the_same_events():
+    fast, paced = ListSink(), ListSink()
+    asyncio.run(run(world(), fast))
+    started = time.monotonic()
+    manifest = asyncio.run(run(world(), paced, speed=36_000))  # one simulated hour in 0.1 s at least
+    assert time.monotonic() - started >= 0.1
+    assert sorted(paced.values) == sorted(fast.values)
+    assert manifest.events_total == len(paced.values) and paced.manifest == manifest
+
+
+def test_stop_request_flushes_and_counts_what_was_written():
+    sink = ListSink()
+
+    async def stop_after_a_while():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.3, stop.set)
+        return await run(world(), sink, speed=3600, stop=stop)
+
+    manifest = asyncio.run(stop_after_a_while())
+    assert manifest.interrupted
+    assert manifest.events_total == len(sink.values) > 0
+    assert manifest.sessions_completed < manifest.sessions_started
+
+
+def test_a_fleet_that_cannot_charge_anywhere_is_refused():
+    dc_only = [Station("EVS1", "X", 0.0, 0.0, "DC Fast Charger", 150.0, ("CCS",), 2)]
+    ac_only = [VehicleSpec("city", "City car", 21.3, 164, connector_types=("Type 2",))]
+    with pytest.raises(ValueError, match="no vehicle has a compatible station"):
+        World(dc_only, ac_only, WorldConfig(vehicles=5))
