@@ -8,10 +8,11 @@ T0_MS = 1767600000000  # 2026-01-05T08:00:00.000Z
 
 
 def session_events(run_id: str, session_id: str, *, station_id: str = "EVS00001", vehicle_id: str = "V000001",
+                   vehicle_model_id: str = "tesla-model-3",
                    n: int = 5, power_kw: float = 11.0, start_ms: int = T0_MS, step_s: int = 60,
                    end_reason: str | None = "target_soc") -> list[bytes]:
     """``n`` encoded events of one session: started, progress…, ended (unless ``end_reason`` is None)."""
-    enc = SessionEventEncoder(run_id, session_id, station_id, f"{station_id}-1", vehicle_id, "CCS", 0.0)
+    enc = SessionEventEncoder(run_id, session_id, station_id, f"{station_id}-1", vehicle_id, vehicle_model_id, "CCS", 0.0)
     events = []
     for seq in range(n):
         last = seq == n - 1 and end_reason is not None

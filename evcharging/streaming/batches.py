@@ -148,17 +148,17 @@ class IngestBatchWriter:
 
         classified = classify_records(records).cache()
         try:
+            # One pass for the counts and the dates (the cache then serves the writes).
             stats = classified.agg(
-                F.sum(F.when(F.size("reasons") == 0, 1).otherwise(0)).alias("valid"),
-                F.sum(F.when(F.size("reasons") > 0, 1).otherwise(0)).alias("quarantined")).first()
-            valid, quarantined = int(stats.valid or 0), int(stats.quarantined or 0)
-            dates: list[str] = []
+                F.count(F.when(F.col("reason").isNull(), 1)).alias("valid"),
+                F.count("reason").alias("quarantined"),
+                F.collect_set(F.when(F.col("reason").isNull(), F.to_date("event.event_time"))).alias("dates")).first()
+            valid, quarantined = int(stats.valid), int(stats.quarantined)
             if valid:
-                events = valid_events(classified)
-                events.write.mode("append").partitionBy("event_date").parquet(self.lakefs.s3a_uri(branch, LAKE_EVENTS_PATH))
-                dates = sorted(str(r.event_date) for r in events.select("event_date").distinct().collect())
+                valid_events(classified).write.mode("append").partitionBy("event_date").parquet(
+                    self.lakefs.s3a_uri(branch, LAKE_EVENTS_PATH))
             if quarantined:
                 quarantine_rows(classified).write.mode("append").parquet(self.lakefs.s3a_uri(branch, QUARANTINE_PATH))
-            return valid, quarantined, dates
+            return valid, quarantined, sorted(str(d) for d in stats.dates)
         finally:
             classified.unpersist()

@@ -32,11 +32,12 @@ def _field_reasons(raw: Column, keys: Column, event: Column) -> list[Column]:
         value = event[f.name]
         reasons.append(_when(~present, f"missing field {f.name}"))
         if not f.nullable:
-            # A JSON null, or a value of the wrong type that the parser had to drop.
+            # A JSON null, or a value of the wrong type that the parser had to drop. Each expression
+            # below appears once, inside its branch: Spark evaluates a repeated subexpression eagerly
+            # for every row, and a JSON-path look-up per field and row would cost more than the parse.
             dropped = F.get_json_object(raw, f"$.{f.name}").isNotNull()
-            if f.kind in _NUMBER_KINDS:
-                reasons.append(_when(present & value.isNull() & dropped, f"{f.name}: expected {f.kind}"))
-            reasons.append(_when(present & value.isNull() & ~dropped, f"{f.name} is null"))
+            wrong = f"{f.name}: expected {f.kind}" if f.kind in _NUMBER_KINDS else f"{f.name} is null"
+            reasons.append(_when(present & value.isNull(), F.when(dropped, wrong).otherwise(f"{f.name} is null")))
         if f.kind in _TEXT_KINDS:
             # Spark's JSON reader turns a number into a string silently; the contract does not.
             quoted = (F.instr(raw, f'"{f.name}":"') > 0) | raw.rlike(rf'"{f.name}"\s*:\s*"')
@@ -67,7 +68,7 @@ def _rule_reasons(event: Column) -> list[Column]:
 
 def classify_records(records: DataFrame) -> DataFrame:
     """Kafka rows (``value`` binary, ``partition``, ``offset``, …) → one row each with the parsed
-    ``event`` struct and ``reasons`` (empty array = valid)."""
+    ``event`` struct and ``reason`` (every broken rule, ``; ``-separated; null = valid)."""
     raw = F.col("value").cast("string")
     keys = F.json_object_keys(raw)  # null when the value is not a JSON object
     event = F.from_json(raw, spark_event_schema(_CORRUPT),
@@ -81,17 +82,19 @@ def classify_records(records: DataFrame) -> DataFrame:
         _when(keys_c.isNull(), "not a JSON object"),
         _when(F.size(unknown) > 0, F.concat(F.lit("unknown field "), F.array_join(unknown, ", "))),
     ]
-    # Field and rule checks only mean something for a JSON object; skip them otherwise.
-    detailed = F.when(keys_c.isNotNull(), F.array(*_field_reasons(raw_c, keys_c, event_c), *_rule_reasons(event_c)))
-    all_reasons = F.concat(F.array(*structural), F.coalesce(detailed, F.array().cast("array<string>")))
-    return with_parts.withColumn("reasons", F.filter(all_reasons, lambda r: r.isNotNull())).drop("_keys")
+    # Field and rule checks only mean something for a JSON object. concat_ws skips the nulls (the
+    # checks that passed); it is code-generated, where an array filter would run interpreted.
+    is_object = keys_c.isNotNull()
+    detailed = [F.when(is_object, check) for check in (*_field_reasons(raw_c, keys_c, event_c), *_rule_reasons(event_c))]
+    reason = F.concat_ws("; ", *structural, *detailed)
+    return with_parts.withColumn("reason", F.when(reason != "", reason)).drop("_keys")
 
 
 def valid_events(classified: DataFrame) -> DataFrame:
     """The valid rows as lake rows: contract columns, Kafka coordinates, typed time, event date."""
     event_time = F.to_timestamp(F.col("event.event_time"), "yyyy-MM-dd'T'HH:mm:ss.SSSX")
     columns = [F.col(f"event.{f.name}").alias(f.name) for f in FIELDS if f.kind != "timestamp"]
-    return (classified.where(F.size("reasons") == 0)
+    return (classified.where(F.col("reason").isNull())
             .select(*columns, event_time.alias("event_time"),
                     F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"))
             .select(*[f.name for f in FIELDS], "kafka_partition", "kafka_offset")
@@ -100,8 +103,8 @@ def valid_events(classified: DataFrame) -> DataFrame:
 
 def quarantine_rows(classified: DataFrame) -> DataFrame:
     """The invalid rows as they came (raw bytes), with Kafka coordinates and every reason."""
-    return (classified.where(F.size("reasons") > 0)
+    return (classified.where(F.col("reason").isNotNull())
             .select(F.col("key"), F.col("value"), F.col("topic").alias("kafka_topic"),
                     F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
                     F.col("timestamp").alias("kafka_timestamp"),
-                    F.array_join("reasons", "; ").alias("reason")))
+                    F.col("reason")))

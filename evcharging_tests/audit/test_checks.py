@@ -28,7 +28,7 @@ def _clean() -> pd.DataFrame:
 
 
 def _run(events, **over):
-    args = dict(station_ids={"EVS00001", "EVS00002"}, vehicle_model_ids=set(), ids_on_main=set(), quarantined=0,
+    args = dict(station_ids={"EVS00001", "EVS00002"}, vehicle_model_ids={"tesla-model-3"}, ids_on_main=set(), quarantined=0,
                 max_quarantine_share=0.05, now=NOW)
     return {o.name: o for o in audit(events, **{**args, **over})}
 

@@ -35,7 +35,7 @@ def _valid_events(run_id: str) -> list[tuple[bytes, bytes]]:
     out = []
     for s in range(SESSIONS):
         session = f"{run_id}-s{s:03d}"
-        enc = SessionEventEncoder(run_id, session, "EVS00001", "EVS00001-1", f"V{s:06d}", "CCS", 0.0)
+        enc = SessionEventEncoder(run_id, session, "EVS00001", "EVS00001-1", f"V{s:06d}", "tesla-model-3", "CCS", 0.0)
         for seq in range(EVENTS_PER_SESSION):
             kind = "session_started" if seq == 0 else "session_ended" if seq == EVENTS_PER_SESSION - 1 else "charging_progress"
             out.append((session.encode(), enc.encode(kind, seq, 1767600000000 + seq * 60000, 11.0, seq * 0.18, 20.0 + seq,

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def reference(stack_settings):
-    """A MongoDB database of its own with synthetic stations and vehicles; returns (resource, station ids)."""
+    """A MongoDB database of its own with synthetic stations and vehicles: (resource, station ids, model ids)."""
     database = f"wap_{datetime.now():%H%M%S%f}"
     mongo = MongoResource(url=stack_settings.mongo_url, database=database)
 
@@ -43,10 +43,12 @@ def reference(stack_settings):
         async with mongo.open_database() as db:
             await store_reference(db, STATIONS, STATIONS.prepare(None, seed=1, rows=20))
             await store_reference(db, VEHICLES, VEHICLES.prepare(None, seed=1, rows=10))
-            return sorted(d["_id"] for d in await db[STATIONS.collection].find({}, {"_id": 1}).to_list())
+            ids = [sorted(d["_id"] for d in await db[c].find({}, {"_id": 1}).to_list())
+                   for c in (STATIONS.collection, VEHICLES.collection)]
+            return ids
 
-    station_ids = asyncio.run(load())
-    yield mongo, station_ids
+    station_ids, model_ids = asyncio.run(load())
+    yield mongo, station_ids, model_ids
 
     async def drop():
         client = mongo.client()
@@ -77,12 +79,13 @@ def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 
 def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, reference, unique_name):
-    mongo, stations = reference
+    mongo, stations, models = reference
     lakefs = lakefs_resource(stack_settings)
     repo = lakefs.repo()
     instance = dg.DagsterInstance.ephemeral()
     stream, run = f"w{unique_name}", f"run-{unique_name}"
-    good_events = session_events(run, "s1", station_id=stations[0]) + session_events(run, "s2", station_id=stations[1])
+    good_events = (session_events(run, "s1", station_id=stations[0], vehicle_model_id=models[0])
+                   + session_events(run, "s2", station_id=stations[1], vehicle_model_id=models[1]))
 
     # A good batch: every check passes, the branch is merged into main and deleted.
     _write_batch(spark, stack_settings, stream, 0, good_events)
@@ -102,7 +105,8 @@ def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, referen
     assert again.asset_materializations_for_node("ingest_batch")[0].metadata["status"].value == "already merged"
 
     # Unknown station id → not merged, the branch stays, the check says which id.
-    _write_batch(spark, stack_settings, stream, 1, session_events(run, "s3", station_id="EVS99999"), first_offset=10)
+    _write_batch(spark, stack_settings, stream, 1, session_events(run, "s3", station_id="EVS99999", vehicle_model_id=models[0]),
+                 first_offset=10)
     blocked = _materialize(stack_settings, mongo, branch_name(stream, 1), instance)
     assert not blocked.success
     unknown = _checks(blocked)["reference_ids_exist"]
@@ -118,7 +122,7 @@ def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, referen
     assert "3 event ids already on main" in duplicate["no_event_already_on_main"].description
 
     # A writer that bypassed the stream's contract: power as text, SoC over 100.
-    _rogue_batch(lakefs, stream, 3, stations[0])
+    _rogue_batch(lakefs, stream, 3, stations[0], models[0])
     broken = _checks(_materialize(stack_settings, mongo, branch_name(stream, 3), instance))["contract_schema"]
     assert not broken.passed and "power_kw" in broken.description
     assert repo.branch("main").get_commit().id == merge.id  # none of the bad batches reached main
@@ -129,8 +133,8 @@ def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, referen
     assert meta["lakefs_commit"].value == merge.id
 
 
-def _rogue_batch(lakefs, stream: str, batch_id: int, station: str) -> None:
-    event = json.loads(session_events("rogue", "r1", station_id=station, n=1)[0])
+def _rogue_batch(lakefs, stream: str, batch_id: int, station: str, model: str) -> None:
+    event = json.loads(session_events("rogue", "r1", station_id=station, vehicle_model_id=model, n=1)[0])
     table = pa.table({**{k: [v] for k, v in event.items()}, "power_kw": ["eleven"], "soc_pct": [140.0],
                       "kafka_partition": [0], "kafka_offset": [99]})
     table = table.set_column(table.schema.get_field_index("event_time"), "event_time",
@@ -184,9 +188,10 @@ def test_cli_materializes_a_partition(spark, stack_settings, reference, unique_n
 
     from evcharging.settings import PROJECT_DIR
 
-    mongo, stations = reference
+    mongo, stations, models = reference
     stream = f"c{unique_name}"
-    _write_batch(spark, stack_settings, stream, 0, session_events(f"run-{unique_name}", "s1", station_id=stations[2]))
+    _write_batch(spark, stack_settings, stream, 0,
+                 session_events(f"run-{unique_name}", "s1", station_id=stations[2], vehicle_model_id=models[2]))
     key = branch_name(stream, 0)
     (tmp_path / "dagster.yaml").write_text((PROJECT_DIR / "dagster.yaml").read_text())
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EVCHARGING_MONGO_DATABASE": mongo.database}

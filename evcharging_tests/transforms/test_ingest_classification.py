@@ -7,7 +7,7 @@ import json
 
 from simulator.events import SessionEventEncoder, validate
 
-ENCODER = SessionEventEncoder("run-1", "sess-1", "EVS00001", "EVS00001-1", "V000001", "CCS", 12.5)
+ENCODER = SessionEventEncoder("run-1", "sess-1", "EVS00001", "EVS00001-1", "V000001", "tesla-model-3", "CCS", 12.5)
 
 
 def _good(seq: int = 0, event_type: str = "charging_progress", end_reason: str | None = None) -> bytes:
