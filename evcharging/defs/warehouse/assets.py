@@ -1,0 +1,164 @@
+"""The ClickHouse warehouse: facts loaded from lakeFS main by Spark, dimensions, marts.
+
+Every asset here opens the warehouse, so each declares ``pool="warehouse"`` (chDB locks its
+directory: one step at a time) and opens and closes its connection within the step. The facts load
+exactly what a lakeFS commit added (see :mod:`evcharging.warehouse.load`) and carry that commit as
+their data version; dimensions and marts are rebuilt whole and swapped in. Re-materializing any of
+them leaves the same rows.
+"""
+
+
+import asyncio
+
+import dagster as dg
+from pydantic import Field
+
+from evcharging.resources.lakefs import LakeFSResource
+from evcharging.resources.mongo import MongoResource
+from evcharging.resources.spark import SparkResource
+from evcharging.resources.warehouse import WarehouseResource
+from evcharging.warehouse.dimensions import rebuild_dim_stations, rebuild_dim_time, rebuild_dim_vehicles
+from evcharging.warehouse.load import load_lake_commit
+from evcharging.warehouse.marts import MARTS, mart_chart, rebuild_mart
+from evcharging.warehouse.tables import row_count, table_preview
+
+GROUP = "warehouse"
+PREFIX = "clickhouse"
+FACT_EVENTS = dg.AssetKey([PREFIX, "fact_charging_events"])
+FACT_SESSIONS = dg.AssetKey([PREFIX, "fact_charging_sessions"])
+DIM_STATIONS = dg.AssetKey([PREFIX, "dim_stations"])
+DIM_VEHICLES = dg.AssetKey([PREFIX, "dim_vehicles"])
+DIM_TIME = dg.AssetKey([PREFIX, "dim_time"])
+LAKE_MAIN = dg.AssetKey("lake_main")
+
+
+def _table_metadata(wh, database: str, table: str, order_by: str) -> dict:
+    return {
+        "dagster/row_count": row_count(wh, database, table),
+        "dagster/table_name": f"{database}.{table}",
+        "preview": dg.MetadataValue.md(table_preview(wh, database, table, order_by)),
+    }
+
+
+# --- facts -------------------------------------------------------------------------------------------
+
+class WarehouseLoadConfig(dg.Config):
+    commit: str | None = Field(None, description="lakeFS commit to load; default: lake_main's latest, else main's head.")
+    full_reload: bool = Field(False, description="Re-read every event file of the commit, not just what it added.")
+
+
+def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource) -> str:
+    """The commit to load: the config's, else the one ``lake_main`` last recorded, else main's head."""
+    if config.commit:
+        return config.commit
+    event = context.instance.get_latest_materialization_event(LAKE_MAIN)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    if "lakefs_commit" in metadata:
+        return str(metadata["lakefs_commit"].value)
+    return lakefs.repo().branch(lakefs.default_branch).get_commit().id
+
+
+@dg.multi_asset(
+    name="warehouse_facts",
+    specs=[
+        dg.AssetSpec(FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"spark", "clickhouse"},
+                     description="Every charging event on lakeFS main, once each (ReplacingMergeTree on "
+                                 "event_id), sorted by station and time for time-series queries; "
+                                 "filter event_type = 'charging_progress' for the progress curve."),
+        dg.AssetSpec(FACT_SESSIONS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"spark", "clickhouse"},
+                     description="One row per completed charging session: station, vehicle and model, exact "
+                                 "start/end (ms, UTC), duration, energy, average and peak power, SoC, end "
+                                 "reason, waiting time before plug-in."),
+    ],
+    pool="warehouse",
+)
+def warehouse_facts(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, spark: SparkResource,
+                    lakefs: LakeFSResource, warehouse: WarehouseResource):
+    """Load what a new lakeFS main commit added: Spark reads only the event files of the diff from
+    the last loaded commit, deduplicates them and appends the events; sessions the load touched are
+    re-summarised over all their events and written once they have ended."""
+    commit = target_commit(context, config, lakefs)
+    db = warehouse.database
+    with warehouse.connect() as wh:
+        report = load_lake_commit(wh, db, spark.spark_session, lakefs, commit, config.full_reload, log=context.log.info)
+        events_meta = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
+        sessions_meta = _table_metadata(wh, db, "fact_charging_sessions", "end_time DESC, session_id")
+    if report.already_loaded:
+        context.log.info(f"commit {commit[:12]} was already loaded: nothing to do")
+    load = {"lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
+            "previous_commit": report.previous_commit or "none", "files_added": report.files,
+            "already_loaded": report.already_loaded}
+    yield dg.MaterializeResult(asset_key=FACT_EVENTS, data_version=dg.DataVersion(commit), metadata={
+        **events_meta, **load, "events_read": report.events_read, "events_loaded": report.events_loaded,
+        "duplicates_collapsed": report.events_read - report.events_loaded})
+    yield dg.MaterializeResult(asset_key=FACT_SESSIONS, data_version=dg.DataVersion(commit), metadata={
+        **sessions_meta, **load, "sessions_written": report.sessions_loaded})
+
+
+# --- dimensions --------------------------------------------------------------------------------------
+
+async def _documents(mongo: MongoResource, collection: str) -> list[dict]:
+    async with mongo.open_database() as db:
+        return await db[collection].find({}).to_list(None)
+
+
+@dg.asset(key=DIM_STATIONS, deps=[dg.AssetKey(["mongodb", "stations"])], group_name=GROUP,
+          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager())
+def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Charging stations from the MongoDB reference data: city, operator, charger type, deliverable
+    power, price per kWh, chargers (parking spots), location. Rebuilt whole from the collection."""
+    documents = asyncio.run(_documents(mongo, "stations"))
+    with warehouse.connect() as wh:
+        rebuild_dim_stations(wh, warehouse.database, documents)
+        return dg.MaterializeResult(metadata=_table_metadata(wh, warehouse.database, "dim_stations", "station_id"))
+
+
+@dg.asset(key=DIM_VEHICLES, deps=[dg.AssetKey(["mongodb", "vehicles"])], group_name=GROUP,
+          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager())
+def dim_vehicles(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Vehicle models from the MongoDB reference data (key ``vehicle_model_id``, the model's ``_id``,
+    which every event carries): battery, efficiency, AC/DC limits, connectors, price, range."""
+    documents = asyncio.run(_documents(mongo, "vehicles"))
+    with warehouse.connect() as wh:
+        rebuild_dim_vehicles(wh, warehouse.database, documents)
+        return dg.MaterializeResult(metadata=_table_metadata(wh, warehouse.database, "dim_vehicles", "vehicle_model_id"))
+
+
+@dg.asset(key=DIM_TIME, deps=[FACT_EVENTS], group_name=GROUP, kinds={"clickhouse"}, pool="warehouse")
+def dim_time(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per hour from the first arrival to the last event: date parts, weekday, weekend."""
+    with warehouse.connect() as wh:
+        rebuild_dim_time(wh, warehouse.database)
+        return dg.MaterializeResult(metadata=_table_metadata(wh, warehouse.database, "dim_time", "hour DESC"))
+
+
+# --- marts -------------------------------------------------------------------------------------------
+
+_MART_DOCS = {
+    "mart_station_hourly_utilisation": "Per station and hour: sessions, plugged-in seconds, utilisation "
+    "(plugged-in time over chargers × 3600 s) and energy delivered.",
+    "mart_daily_energy_by_city_operator": "Per day, city and operator: sessions, vehicles, energy, revenue "
+    "(energy × the station's price), average duration and wait.",
+    "mart_charger_type_kpis": "Per charger type: stations, chargers, sessions, energy, average and peak "
+    "power, duration, average and p95 wait, fault rate, utilisation over the whole time range.",
+}
+
+
+def _mart(name: str) -> dg.AssetsDefinition:
+    order_by = MARTS[name][1]
+
+    @dg.asset(key=[PREFIX, name], deps=[FACT_SESSIONS, DIM_STATIONS, DIM_TIME], group_name=GROUP,
+              kinds={"clickhouse"}, pool="warehouse", description=_MART_DOCS[name])
+    def mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect() as wh:
+            rebuild_mart(wh, warehouse.database, name)
+            metadata = _table_metadata(wh, warehouse.database, name, order_by)
+            metadata["chart"] = dg.MetadataValue.md(mart_chart(wh, warehouse.database, name))
+        return dg.MaterializeResult(metadata=metadata)
+
+    return mart
+
+
+mart_station_hourly_utilisation = _mart("mart_station_hourly_utilisation")
+mart_daily_energy_by_city_operator = _mart("mart_daily_energy_by_city_operator")
+mart_charger_type_kpis = _mart("mart_charger_type_kpis")

@@ -1,0 +1,195 @@
+"""ClickHouse DDL of the warehouse: one SQL dialect for chDB and a ClickHouse server.
+
+Engines and sort keys follow the queries:
+
+* facts are ``ReplacingMergeTree`` whose sort key is the row's identity (an event's key includes
+  ``event_id``, a session's ``session_id``), so a re-load of the same lakeFS commit — or a
+  duplicate event arriving in a later commit — collapses; reads use ``FINAL``. Sort keys start
+  with ``station_id`` and time, the shape of the per-station time-series and utilisation queries.
+* dimensions and marts are rebuilt whole into a shadow table and swapped in with
+  ``EXCHANGE TABLES`` (atomic), so re-materializing them always leaves exactly one copy.
+* ``load_log`` records each loaded lakeFS commit: the next load diffs from the last one.
+
+The event columns come from the contract's ``FIELDS``; :func:`ensure_tables` also adds columns a
+newer contract introduced (``ALTER … ADD COLUMN IF NOT EXISTS``) so an existing warehouse follows.
+"""
+
+from __future__ import annotations
+
+from evcharging.contracts import FIELDS, KAFKA_COLUMNS, EventField
+
+__all__ = ["TABLES", "ensure_tables", "event_column_types", "qualified"]
+
+_LOW_CARDINALITY = {"event_type", "connector_type", "end_reason", "run_id", "vehicle_model_id"}
+_NARROW_INTS = {"contract_version": "UInt16", "seq": "UInt32"}
+
+
+def _clickhouse_type(f: EventField) -> str:
+    if f.kind == "timestamp":
+        base = "DateTime64(3, 'UTC')"
+    elif f.kind == "int":
+        base = _NARROW_INTS.get(f.name, "Int64")
+    elif f.kind == "float":
+        base = "Float64"
+    else:
+        base = "String"
+    if f.nullable:
+        base = f"Nullable({base})"
+    if f.kind == "string" and f.name in _LOW_CARDINALITY:
+        base = f"LowCardinality({base})"
+    return base
+
+
+def event_column_types() -> list[tuple[str, str]]:
+    """(name, ClickHouse type) of ``fact_charging_events``, in order."""
+    cols = [(f.name, _clickhouse_type(f)) for f in FIELDS]
+    if "vehicle_model_id" not in {name for name, _ in cols}:  # until the contract carries it
+        cols.insert([n for n, _ in cols].index("vehicle_id") + 1, ("vehicle_model_id", "LowCardinality(String)"))
+    return cols + [("kafka_partition", "Int32"), ("kafka_offset", "Int64"),
+                   ("load_commit", "String")]
+
+
+assert set(KAFKA_COLUMNS) <= {n for n, _ in event_column_types()}
+
+
+def _columns(cols: list[tuple[str, str]]) -> str:
+    return ",\n    ".join(f"`{n}` {t}" for n, t in cols)
+
+
+SESSION_COLUMN_TYPES = [
+    ("session_id", "String"), ("run_id", "LowCardinality(String)"), ("station_id", "String"),
+    ("charger_id", "String"), ("vehicle_id", "String"), ("vehicle_model_id", "LowCardinality(Nullable(String))"),
+    ("connector_type", "LowCardinality(String)"), ("start_time", "DateTime64(3, 'UTC')"),
+    ("end_time", "DateTime64(3, 'UTC')"), ("duration_s", "Float64"), ("energy_kwh", "Float64"),
+    ("avg_power_kw", "Float64"), ("peak_power_kw", "Float64"), ("start_soc_pct", "Float64"),
+    ("end_soc_pct", "Float64"), ("end_reason", "LowCardinality(Nullable(String))"), ("wait_s", "Float64"),
+    ("queued_at", "DateTime64(3, 'UTC')"), ("event_count", "UInt32"), ("load_commit", "String"),
+]  # fmt: skip
+
+# name -> CREATE TABLE body after the name: "(columns) ENGINE … ORDER BY …"
+TABLES: dict[str, str] = {
+    "load_log": """(
+    commit_id String,
+    previous_commit String,
+    files UInt32,
+    events_read UInt64,
+    events_loaded UInt64,
+    sessions_loaded UInt64,
+    loaded_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(loaded_at) ORDER BY commit_id""",
+    "fact_charging_events": f"""(
+    {_columns(event_column_types())},
+    INDEX idx_session session_id TYPE bloom_filter GRANULARITY 4,
+    INDEX idx_run run_id TYPE set(64) GRANULARITY 4,
+    INDEX idx_load load_commit TYPE set(16) GRANULARITY 4
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (station_id, event_time, event_id)""",
+    "fact_charging_sessions": f"""(
+    {_columns(SESSION_COLUMN_TYPES)},
+    INDEX idx_run run_id TYPE set(64) GRANULARITY 4
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(start_time)
+ORDER BY (station_id, start_time, session_id)""",
+    "dim_stations": """(
+    station_id String,
+    city LowCardinality(String),
+    address String,
+    operator LowCardinality(String),
+    charger_type LowCardinality(String),
+    capacity_kw Float64,
+    power_kw Float64,
+    cost_usd_per_kwh Float64,
+    parking_spots UInt16,
+    connector_types Array(LowCardinality(String)),
+    latitude Float64,
+    longitude Float64,
+    opening_hours String,
+    open_minute UInt16,
+    close_minute UInt16,
+    renewable_energy Bool,
+    rating Float64,
+    installation_year UInt16
+) ENGINE = ReplacingMergeTree ORDER BY station_id""",
+    "dim_vehicles": """(
+    vehicle_model_id String,
+    name String,
+    battery_kwh Float64,
+    efficiency_wh_per_km Float64,
+    dc_max_kw Nullable(Float64),
+    ac_max_kw Float64,
+    connector_types Array(LowCardinality(String)),
+    price_eur Nullable(Float64),
+    range_km Float64,
+    top_speed_kmh Float64,
+    acceleration_0_100_s Float64
+) ENGINE = ReplacingMergeTree ORDER BY vehicle_model_id""",
+    "dim_time": """(
+    hour DateTime('UTC'),
+    date Date,
+    year UInt16,
+    month UInt8,
+    day_of_month UInt8,
+    day_of_week UInt8,
+    hour_of_day UInt8,
+    iso_week UInt8,
+    is_weekend Bool
+) ENGINE = ReplacingMergeTree ORDER BY hour""",
+    "mart_station_hourly_utilisation": """(
+    station_id String,
+    hour DateTime('UTC'),
+    city LowCardinality(String),
+    charger_type LowCardinality(String),
+    chargers UInt16,
+    sessions UInt32,
+    occupied_s Float64,
+    utilisation Float64,
+    energy_kwh Float64
+) ENGINE = ReplacingMergeTree ORDER BY (station_id, hour)""",
+    "mart_daily_energy_by_city_operator": """(
+    date Date,
+    city LowCardinality(String),
+    operator LowCardinality(String),
+    sessions UInt32,
+    vehicles UInt32,
+    energy_kwh Float64,
+    revenue_usd Float64,
+    avg_duration_min Float64,
+    avg_wait_min Float64
+) ENGINE = ReplacingMergeTree ORDER BY (date, city, operator)""",
+    "mart_charger_type_kpis": """(
+    charger_type LowCardinality(String),
+    stations UInt32,
+    chargers UInt32,
+    sessions UInt64,
+    energy_kwh Float64,
+    avg_energy_kwh Float64,
+    avg_power_kw Float64,
+    peak_power_kw Float64,
+    avg_duration_min Float64,
+    avg_wait_min Float64,
+    p95_wait_min Float64,
+    fault_rate Float64,
+    utilisation Float64
+) ENGINE = ReplacingMergeTree ORDER BY charger_type""",
+}
+
+
+def qualified(database: str, table: str) -> str:
+    return f"`{database}`.`{table}`"
+
+
+def ensure_tables(wh, database: str) -> None:
+    """Create the database and every table if missing, and add columns a newer contract introduced."""
+    wh.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    for name, body in TABLES.items():
+        wh.command(f"CREATE TABLE IF NOT EXISTS {qualified(database, name)} {body}")
+    table = qualified(database, "fact_charging_events")
+    existing = {r[0] for r in wh.query_rows(
+        f"SELECT name FROM system.columns WHERE database = '{database}' AND table = 'fact_charging_events'")}
+    previous = None
+    for name, ch_type in event_column_types():
+        if name not in existing:
+            after = f" AFTER `{previous}`" if previous else " FIRST"
+            wh.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{name}` {ch_type}{after}")
+        previous = name
