@@ -2,6 +2,7 @@
 
     evcharging stack install | up | down | status | logs SERVICE [-n N]
     evcharging demo           the local stack end to end, then the Dagster UI
+    evcharging sql "SELECT …" your own query on the warehouse
     evcharging dev            serve the Dagster UI (`dagster dev`) on the local instance
 """
 
@@ -87,10 +88,27 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from evcharging.demo import DemoError, run_demo
     from evcharging.stack import stack
 
     _print_status(stack.up(settings, _say))
-    return cmd_dev(args, settings)
+    settings = load_settings()  # with the secrets `up` generated on a first run
+    env = dagster_env(settings)
+    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+    try:
+        return run_demo(settings, env, _say, vehicles=args.vehicles, hours=args.hours, seed=args.seed)
+    except DemoError as err:
+        console.print(f"[red]demo failed:[/red] {err}")
+        return 1
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from evcharging.resources.from_settings import warehouse_resource
+
+    with warehouse_resource(settings).connect() as wh:
+        frame = wh.query_df(args.query)
+    Console(width=None if sys.stdout.isatty() else 160).print(frame.to_string(index=False, max_rows=args.max_rows))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,8 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, help="default: the port of EVCHARGING_DAGSTER_URL (3000)")
     dev.set_defaults(func=cmd_dev)
     demo = sub.add_parser("demo", help="start the stack, run the pipeline end to end, serve the Dagster UI")
-    demo.add_argument("--port", type=int, help="Dagster UI port, default: the port of EVCHARGING_DAGSTER_URL (3000)")
+    demo.add_argument("--vehicles", type=int, default=3000, help="fleet size (default 3000)")
+    demo.add_argument("--hours", type=float, default=6, help="simulated hours of arrivals (default 6)")
+    demo.add_argument("--seed", type=int, help="simulator seed (default: a new one per run)")
     demo.set_defaults(func=cmd_demo)
+    sql = sub.add_parser("sql", help="run your own SQL on the warehouse (ClickHouse / chDB) and print the result")
+    sql.add_argument("query", help='e.g. "SELECT * FROM evcharging.fact_charging_sessions FINAL LIMIT 10"')
+    sql.add_argument("--max-rows", type=int, default=100)
+    sql.set_defaults(func=cmd_sql)
     return parser
 
 

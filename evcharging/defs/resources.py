@@ -26,8 +26,7 @@ def resources() -> dg.Definitions:
         "mongo": MongoResource(url=s.mongo_url, database=s.mongo_database),
         "warehouse": WarehouseResource(clickhouse_url=_secret("clickhouse_url") if s.clickhouse_url else None,
                                        chdb_path=str(s.chdb_dir), database=s.clickhouse_database),
-        "spark": SparkResource(spark_config=spark_config(s), lakefs_repository=s.lakefs_repository,
-                               lakefs_access_key_id=_secret("lakefs_access_key_id"),
+        "spark": SparkResource(spark_config=spark_config(s), lakefs_access_key_id=_secret("lakefs_access_key_id"),
                                lakefs_secret_access_key=_secret("lakefs_secret_access_key"),
                                cache_dir=str(s.cache_dir)),
     })

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from evcharging.resources.kafka import KafkaResource
 from evcharging.resources.lakefs import LakeFSResource
+from evcharging.resources.mongo import MongoResource
+from evcharging.resources.spark import SparkResource, spark_config
+from evcharging.resources.warehouse import WarehouseResource
 from evcharging.settings import Settings
 
 
@@ -29,3 +32,22 @@ def minio_s3_client(s: Settings):
     return boto3.client("s3", endpoint_url=s.minio_endpoint, aws_access_key_id=s.minio_root_user,
                         aws_secret_access_key=s.require("minio_root_password"), region_name="us-east-1",
                         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+
+
+def warehouse_resource(s: Settings) -> WarehouseResource:
+    return WarehouseResource(clickhouse_url=s.clickhouse_url, chdb_path=str(s.chdb_dir), database=s.clickhouse_database)
+
+
+def mongo_resource(s: Settings) -> MongoResource:
+    return MongoResource(url=s.mongo_url, database=s.mongo_database)
+
+
+def spark_resource(s: Settings) -> SparkResource:
+    return SparkResource(spark_config=spark_config(s), lakefs_access_key_id=s.require("lakefs_access_key_id"),
+                         lakefs_secret_access_key=s.require("lakefs_secret_access_key"), cache_dir=str(s.cache_dir))
+
+
+def resources(s: Settings) -> dict:
+    """Every resource the definitions bind, by key, from ``s`` (tests and scripts outside `dagster dev`)."""
+    return {"lakefs": lakefs_resource(s), "kafka": kafka_resource(s), "mongo": mongo_resource(s),
+            "warehouse": warehouse_resource(s), "spark": spark_resource(s)}

@@ -20,8 +20,12 @@ from evcharging.settings import Settings
 
 
 def spark_config(settings: Settings) -> dict[str, str]:
-    """Spark properties without secrets: master, memory, and lakeFS's S3 gateway as a bucket."""
-    gateway = f"spark.hadoop.fs.s3a.bucket.{settings.lakefs_repository}"
+    """Spark properties without secrets: master, memory, and lakeFS's S3 gateway as S3A's endpoint.
+
+    lakeFS is the only S3 the project's Spark talks to, so the settings are S3A-wide: any
+    repository (each is a bucket of the gateway) works, not just the configured one.
+    """
+    gateway = "spark.hadoop.fs.s3a"
     return {
         "spark.app.name": "evcharging",
         "spark.master": settings.spark_master,
@@ -34,7 +38,7 @@ def spark_config(settings: Settings) -> dict[str, str]:
         f"{gateway}.endpoint": settings.lakefs_endpoint,
         f"{gateway}.path.style.access": "true",
         f"{gateway}.connection.ssl.enabled": str(urlparse(settings.lakefs_endpoint).scheme == "https").lower(),
-        "spark.hadoop.fs.s3a.endpoint.region": "us-east-1",
+        f"{gateway}.endpoint.region": "us-east-1",
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.sql.parquet.compression.codec": "zstd",
         # Every ingest branch would write its own events/_SUCCESS, and merging two of them into
@@ -44,36 +48,33 @@ def spark_config(settings: Settings) -> dict[str, str]:
     }
 
 
-def session_extras(repository: str, access_key_id: str, secret_access_key: str, cache_dir: Path) -> dict[str, str]:
+def session_extras(access_key_id: str, secret_access_key: str, cache_dir: Path) -> dict[str, str]:
     """What is merged in at session start: the lakeFS keys and the cached jars (resolved if missing)."""
     from evcharging.stack.builds import spark_jar_paths
 
-    gateway = f"spark.hadoop.fs.s3a.bucket.{repository}"
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return {
         "spark.jars": ",".join(str(j) for j in spark_jar_paths(cache_dir)),
-        f"{gateway}.access.key": access_key_id,
-        f"{gateway}.secret.key": secret_access_key,
+        "spark.hadoop.fs.s3a.access.key": access_key_id,
+        "spark.hadoop.fs.s3a.secret.key": secret_access_key,
     }
 
 
 def build_spark_session(settings: Settings, app_name: str):
     """A SparkSession for the project (one per process; getOrCreate reuses it)."""
-    extras = session_extras(settings.lakefs_repository, settings.require("lakefs_access_key_id"),
-                            settings.require("lakefs_secret_access_key"), settings.cache_dir)
+    extras = session_extras(settings.require("lakefs_access_key_id"), settings.require("lakefs_secret_access_key"),
+                            settings.cache_dir)
     return spark_session_from_config({**spark_config(settings), "spark.app.name": app_name, **extras})
 
 
 class SparkResource(LazyPySparkResource):
     """dagster-pyspark's lazy resource, plus the lakeFS keys and jars merged in at session start."""
 
-    lakefs_repository: str
     lakefs_access_key_id: str
     lakefs_secret_access_key: str = Field(json_schema_extra={"dagster__is_secret": True})
     cache_dir: str
 
     def _init_session(self) -> None:
         if self._spark_session is None:
-            extras = session_extras(self.lakefs_repository, self.lakefs_access_key_id,
-                                    self.lakefs_secret_access_key, Path(self.cache_dir))
+            extras = session_extras(self.lakefs_access_key_id, self.lakefs_secret_access_key, Path(self.cache_dir))
             self._spark_session = spark_session_from_config({**self.spark_config, **extras})

@@ -77,7 +77,8 @@ def record_load(wh, database: str, report: LoadReport) -> None:
 def read_lake_events(spark, lakefs, commit: str, paths: list[str]):
     """The given event files of ``commit`` as one DataFrame (with the ``event_date`` partition column)."""
     base = lakefs.s3a_uri(commit, LAKE_EVENTS_PATH)
-    return spark.read.option("basePath", base).parquet(*[lakefs.s3a_uri(commit, p) for p in paths])
+    # mergeSchema: files written before the contract gained a (nullable) column still read, with nulls.
+    return spark.read.option("basePath", base).option("mergeSchema", "true").parquet(*[lakefs.s3a_uri(commit, p) for p in paths])
 
 
 def _session_events_sql(database: str, commit: str) -> str:

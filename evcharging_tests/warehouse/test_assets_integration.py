@@ -12,9 +12,7 @@ from evcharging.defs.warehouse.assets import (
     dim_stations, dim_time, dim_vehicles, mart_charger_type_kpis, mart_daily_energy_by_city_operator,
     mart_station_hourly_utilisation, warehouse_facts,
 )
-from evcharging.resources.from_settings import lakefs_resource
-from evcharging.resources.mongo import MongoResource
-from evcharging.resources.spark import SparkResource, spark_config
+from evcharging.resources.from_settings import lakefs_resource, mongo_resource, spark_resource
 from evcharging.resources.warehouse import WarehouseResource
 from evcharging.warehouse.load import LoadReport, record_load
 from evcharging.warehouse.schema import ensure_tables, qualified
@@ -51,11 +49,7 @@ def test_assets_load_each_commit_once(spark, stack_settings, test_branch, tmp_pa
         record_load(wh, DB, LoadReport(base, None, 0, 0, 0, 0))
     resources = {
         "warehouse": warehouse, "lakefs": lakefs,
-        "mongo": MongoResource(url=s.mongo_url, database=s.mongo_database),
-        "spark": SparkResource(spark_config=spark_config(s), lakefs_repository=s.lakefs_repository,
-                               lakefs_access_key_id=s.require("lakefs_access_key_id"),
-                               lakefs_secret_access_key=s.require("lakefs_secret_access_key"),
-                               cache_dir=str(s.cache_dir)),
+        "mongo": mongo_resource(s), "spark": spark_resource(s),
     }
     instance = dg.DagsterInstance.ephemeral()
 
