@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,10 +85,21 @@ def _install(target: Path, build: Callable[[Path], Path], component: str, progre
     target.parent.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     progress(f"{component}: building (first time only; cached in {target.parent})")
-    with tempfile.TemporaryDirectory(dir=target.parent.parent, prefix=f".{target.parent.name}-") as tmp:
-        built = build(Path(tmp))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(built, target)
+    done = threading.Event()
+
+    def heartbeat() -> None:  # a Go build is silent for minutes: say it is alive
+        while not done.wait(60):
+            progress(f"{component}: still building, {time.monotonic() - started:.0f}s so far "
+                     f"(log: {build_log(target.parent.parent, component)})")
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        with tempfile.TemporaryDirectory(dir=target.parent.parent, prefix=f".{target.parent.name}-") as tmp:
+            built = build(Path(tmp))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(built, target)
+    finally:
+        done.set()
     progress(f"{component}: built in {time.monotonic() - started:.0f}s")
     return target
 
