@@ -142,23 +142,25 @@ class IngestBatchWriter:
                            offsets, replayed=True)
 
     def _write_files(self, records, branch: str) -> tuple[int, int, list[str]]:
+        from pyspark.sql import Observation
         from pyspark.sql import functions as F
 
         from evcharging.transforms.ingest import classify_records, quarantine_rows, valid_events
 
-        classified = classify_records(records).cache()
-        try:
-            # One pass for the counts and the dates (the cache then serves the writes).
-            stats = classified.agg(
-                F.count(F.when(F.col("reason").isNull(), 1)).alias("valid"),
-                F.count("reason").alias("quarantined"),
-                F.collect_set(F.when(F.col("reason").isNull(), F.to_date("event.event_time"))).alias("dates")).first()
-            valid, quarantined = int(stats.valid), int(stats.quarantined)
-            if valid:
-                valid_events(classified).write.mode("append").partitionBy("event_date").parquet(
-                    self.lakefs.s3a_uri(branch, LAKE_EVENTS_PATH))
-            if quarantined:
-                quarantine_rows(classified).write.mode("append").parquet(self.lakefs.s3a_uri(branch, QUARANTINE_PATH))
-            return valid, quarantined, sorted(str(d) for d in stats.dates)
-        finally:
-            classified.unpersist()
+        # One pass: the valid events are written while an Observation counts both kinds and
+        # collects the dates. Quarantined records are rare, so only a batch with some pays for a
+        # second pass (classification is deterministic: the same records get the same reasons).
+        stats = Observation(f"batch-{branch}")
+        classified = classify_records(records).observe(
+            stats,
+            F.count(F.when(F.col("reason").isNull(), 1)).alias("valid"),
+            F.count("reason").alias("quarantined"),
+            F.collect_set(F.when(F.col("reason").isNull(), F.to_date("event.event_time"))).alias("dates"))
+        valid_events(classified).write.mode("append").partitionBy("event_date").parquet(
+            self.lakefs.s3a_uri(branch, LAKE_EVENTS_PATH))
+        counts = stats.get
+        valid, quarantined = int(counts["valid"]), int(counts["quarantined"])
+        if quarantined:
+            quarantine_rows(classify_records(records)).write.mode("append").parquet(
+                self.lakefs.s3a_uri(branch, QUARANTINE_PATH))
+        return valid, quarantined, sorted(str(d) for d in counts["dates"])
