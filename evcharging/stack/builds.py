@@ -41,6 +41,10 @@ _SPARK_EXCLUDE_ARTIFACTS = "hadoop-client-api,hadoop-client-runtime,spark-tags_2
 Progress = Callable[[str], None]
 
 
+def _quiet(_message: str) -> None:
+    """Progress for callers that only need the path of something `stack install` already built."""
+
+
 def _digest(*paths: Path) -> str:
     h = hashlib.sha256()
     for p in paths:
@@ -108,7 +112,7 @@ def build_log(cache: Path, name: str) -> Path:
     return cache / "build-logs" / f"{name}.log"
 
 
-def minio_binary(cache: Path, progress: Progress) -> Path:
+def minio_binary(cache: Path, progress: Progress = _quiet) -> Path:
     log = build_log(cache, "minio")
 
     def build(tmp: Path) -> Path:
@@ -142,12 +146,12 @@ def _wrapper_module_binary(name: str, wrapper: Path, module: str, version: str, 
     return _install(cache / key / name, build, name, progress)
 
 
-def lakefs_binary(cache: Path, progress: Progress) -> Path:
+def lakefs_binary(cache: Path, progress: Progress = _quiet) -> Path:
     return _wrapper_module_binary("lakefs", NATIVE_DIR / "lakefs", "github.com/treeverse/lakefs", LAKEFS_VERSION,
                                   cache, progress)
 
 
-def ferretdb_binary(cache: Path, progress: Progress) -> Path:
+def ferretdb_binary(cache: Path, progress: Progress = _quiet) -> Path:
     log = build_log(cache, "ferretdb")
     patch = NATIVE_DIR / "ferretdb" / "close-update-iterators.patch"
 
@@ -180,12 +184,12 @@ def _maven_jars(component: str, pom: Path, target: Path, progress: Progress, ext
     return _install(target, build, component, progress)
 
 
-def kafka_libs(cache: Path, progress: Progress) -> Path:
+def kafka_libs(cache: Path, progress: Progress = _quiet) -> Path:
     pom = NATIVE_DIR / "kafka" / "pom.xml"
     return _maven_jars("kafka", pom, cache / f"kafka-{KAFKA_VERSION}-{_digest(pom)}" / "libs", progress, [])
 
 
-def spark_jars(cache: Path, progress: Progress) -> Path:
+def spark_jars(cache: Path, progress: Progress = _quiet) -> Path:
     pom = NATIVE_DIR / "spark" / "pom.xml"
     return _maven_jars("spark-jars", pom, cache / f"{SPARK_EXTRA_JARS_KEY}-{_digest(pom)}" / "libs", progress,
                        [f"-DexcludeGroupIds={_SPARK_EXCLUDE_GROUPS}", f"-DexcludeArtifactIds={_SPARK_EXCLUDE_ARTIFACTS}"])
@@ -193,13 +197,13 @@ def spark_jars(cache: Path, progress: Progress) -> Path:
 
 def spark_jar_paths(cache: Path) -> list[Path]:
     """The extra Spark jars, resolving them first if needed (quietly: called from Spark helpers)."""
-    return sorted(spark_jars(cache, lambda _msg: None).glob("*.jar"))
+    return sorted(spark_jars(cache).glob("*.jar"))
 
 
 COMPOSE_GO_VERSION = "v2.9.0"
 
 
-def compose_config_binary(cache: Path, progress: Progress = lambda _msg: None) -> Path:
+def compose_config_binary(cache: Path, progress: Progress = _quiet) -> Path:
     """``compose-config``: compose-go (the loader inside ``docker compose``) behind a tiny wrapper.
 
     Validates ``infra/docker-compose.yml`` with no Docker engine and no compose plugin.

@@ -196,7 +196,7 @@ class FerretDBService(Service):
         state = s.data_dir / "ferretdb"
         state.mkdir(parents=True, exist_ok=True)
         pg_url = f"postgres://{s.postgres_user}:{s.require('postgres_password')}@{HOST}:{s.postgres_port}/ferretdb"
-        proc.start([str(builds.ferretdb_binary(s.cache_dir, print)),
+        proc.start([str(builds.ferretdb_binary(s.cache_dir)),
                     f"--listen-addr={HOST}:{_port(s.mongo_url)}", "--handler=pg", f"--state-dir={state}",
                     "--telemetry=disable", "--debug-addr=-", "--log-level=warn"],
                    env={"FERRETDB_POSTGRESQL_URL": pg_url})  # env, not argv: keeps the password out of `ps`
@@ -223,7 +223,7 @@ class MinioService(Service):
     def launch(self, s, proc):
         data = s.data_dir / "minio"
         data.mkdir(parents=True, exist_ok=True)
-        proc.start([str(builds.minio_binary(s.cache_dir, print)), "server", str(data), "--quiet",
+        proc.start([str(builds.minio_binary(s.cache_dir)), "server", str(data), "--quiet",
                     "--address", f"{HOST}:{_port(s.minio_endpoint)}",
                     "--console-address", f"{HOST}:{s.minio_console_port}"],
                    env={"MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.require("minio_root_password"),
@@ -267,7 +267,7 @@ class LakeFSService(Service):
             "security:\n  check_latest_version: false\n"
             "logging:\n  level: WARN\n"
         )
-        proc.start([str(builds.lakefs_binary(s.cache_dir, print)), "run", "--config", str(config)], cwd=home, env={
+        proc.start([str(builds.lakefs_binary(s.cache_dir)), "run", "--config", str(config)], cwd=home, env={
             "LAKEFS_AUTH_ENCRYPT_SECRET_KEY": s.require("lakefs_encrypt_secret"),
             "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID": s.minio_root_user,
             "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY": s.require("minio_root_password"),
@@ -303,7 +303,7 @@ class KafkaService(Service):
         java = shutil.which("java", path=f"{os.environ.get('JAVA_HOME', '')}/bin:{os.environ.get('PATH', '')}")
         if not java:
             raise StackError(self.name, "no `java` on PATH (Java 17 is needed)")
-        libs = builds.kafka_libs(s.cache_dir, print)
+        libs = builds.kafka_libs(s.cache_dir)
         log4j = builds.NATIVE_DIR / "kafka" / "log4j2.properties"
         return [java, f"-Xmx{heap}", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
 

@@ -43,10 +43,7 @@ def _clickhouse_type(f: EventField) -> str:
 def event_column_types() -> list[tuple[str, str]]:
     """(name, ClickHouse type) of ``fact_charging_events``, in order."""
     cols = [(f.name, _clickhouse_type(f)) for f in FIELDS]
-    if "vehicle_model_id" not in {name for name, _ in cols}:  # until the contract carries it
-        cols.insert([n for n, _ in cols].index("vehicle_id") + 1, ("vehicle_model_id", "LowCardinality(String)"))
-    return cols + [("kafka_partition", "Int32"), ("kafka_offset", "Int64"),
-                   ("load_commit", "String")]
+    return cols + [("kafka_partition", "Int32"), ("kafka_offset", "Int64"), ("load_commit", "String")]
 
 
 assert set(KAFKA_COLUMNS) <= {n for n, _ in event_column_types()}
