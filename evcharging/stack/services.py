@@ -24,7 +24,7 @@ from evcharging.resources.from_settings import kafka_resource, lakefs_resource, 
 from evcharging.settings import Settings
 from evcharging.stack import builds
 from evcharging.stack.builds import Progress
-from evcharging.stack.process import ManagedProcess, StackError, port_open
+from evcharging.stack.process import ManagedProcess, StackError
 
 HOST = "127.0.0.1"
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import dagster as dg
 import pytest
@@ -22,7 +20,8 @@ from evcharging.definitions import defs
 from evcharging.defs.lake.sensors import ingest_commits, main_commits
 from evcharging.resources.from_settings import lakefs_resource, resources
 from evcharging.settings import PROJECT_DIR, load_settings
-from evcharging.streaming.batches import TAG_PREFIX, branch_name
+from evcharging.streaming.batches import TAG_PREFIX
+from evcharging_tests.stream_crash import kill_mid_batch_then_finish
 from simulator.events import RunManifest
 
 pytestmark = pytest.mark.integration
@@ -55,32 +54,6 @@ def _simulate(settings, tmp_path) -> RunManifest:
         cwd=PROJECT_DIR, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return RunManifest.from_json(manifest.read_text())
-
-
-def _stream(max_offsets: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "evcharging.streaming", "--available-now",
-                             "--max-offsets-per-trigger", str(max_offsets)], cwd=PROJECT_DIR, env=os.environ.copy(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stream_with_a_crash(settings, max_offsets: int) -> None:
-    """Run the stream, SIGKILL it once batch 2 is being written, then let a restart finish the topic."""
-    repo = lakefs_resource(settings).repo()
-    target = branch_name(settings.stream_name, 2)
-    proc = _stream(max_offsets)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if any(b.id == target for b in repo.branches(prefix=target)):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the stream ended before batch 2:\n" + proc.stdout.read().decode()[-3000:]
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    restarted = _stream(max_offsets)
-    output, _ = restarted.communicate(timeout=600)
-    assert restarted.returncode == 0, output.decode()[-3000:]
 
 
 def _run_sensor_requests(sensor, instance, settings, cursor):
@@ -129,7 +102,8 @@ def test_simulated_run_reaches_clickhouse_exactly_once(e2e, tmp_path):
     manifest = _simulate(settings, tmp_path)
     assert manifest.sessions_completed > 20 and not manifest.interrupted
     total = sum(manifest.counts.values())
-    _stream_with_a_crash(settings, max_offsets=max(500, total // 6))
+    kill_mid_batch_then_finish(lakefs_resource(settings).repo(), settings.stream_name,
+                               ["--max-offsets-per-trigger", str(max(500, total // 6))])
 
     repo = lakefs_resource(settings).repo()
     tags = [t.id for t in repo.tags(prefix=f"{TAG_PREFIX}{settings.stream_name}-")]

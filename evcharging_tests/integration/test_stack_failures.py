@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from evcharging.settings import Settings, load_settings
+from evcharging.settings import load_settings
 from evcharging.stack import stack
 from evcharging.stack.process import StackError, port_open
 from evcharging.resources.from_settings import lakefs_resource

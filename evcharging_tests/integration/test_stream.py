@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -24,6 +22,7 @@ from evcharging.resources.kafka import create_topics
 from evcharging.settings import PROJECT_DIR
 from evcharging.streaming.batches import META, TAG_PREFIX, BatchConflictError, IngestBatchWriter, branch_name
 from evcharging.streaming.job import StreamOptions, start_query
+from evcharging_tests.stream_crash import kill_mid_batch_then_finish
 from simulator.events import SessionEventEncoder
 
 pytestmark = pytest.mark.integration
@@ -173,37 +172,10 @@ def test_stream_writes_every_event_exactly_once_with_quarantine(spark, stack_set
         writer.write(records.where("offset > 0"), batch_id)
 
 
-def _stream_process(produced, checkpoint) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "evcharging.streaming", "--available-now", "--stream-name", produced["stream"],
-         "--topic", produced["topic"], "--checkpoint", str(checkpoint), "--max-offsets-per-trigger", "40"],
-        cwd=PROJECT_DIR, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
-
-
 def test_stream_killed_mid_batch_resumes_exactly_once(spark, stack_settings, produced, tmp_path):
-    lakefs = lakefs_resource(stack_settings)
-    repo = lakefs.repo()
-    target = branch_name(produced["stream"], 2)
-    proc = _stream_process(produced, tmp_path / "checkpoint")
-    try:
-        deadline = time.monotonic() + 240
-        # Kill as soon as batch 2's branch exists: its files are being written, nothing committed.
-        while time.monotonic() < deadline and proc.poll() is None:
-            if any(b.id == target for b in repo.branches(prefix=target)):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the stream ended before batch 2 started:\n" + proc.stdout.read().decode()
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert not list(repo.tags(prefix=f"{TAG_PREFIX}{produced['stream']}-0000000002"))
-
-    restarted = _stream_process(produced, tmp_path / "checkpoint")
-    output, _ = restarted.communicate(timeout=300)
-    assert restarted.returncode == 0, output.decode()[-3000:]
+    kill_mid_batch_then_finish(lakefs_resource(stack_settings).repo(), produced["stream"], [
+        "--stream-name", produced["stream"], "--topic", produced["topic"], "--checkpoint", str(tmp_path / "checkpoint"),
+        "--max-offsets-per-trigger", "40"])
     _assert_exactly_once(spark, stack_settings, produced)
 
 
