@@ -57,7 +57,12 @@ def _start(svc: Service, s: Settings, progress: Progress) -> ManagedProcess | No
         raise StackError(svc.name, f"did not become healthy within {svc.start_timeout:.0f}s", proc.log_file)
     if not proc.running():
         raise StackError(svc.name, "exited during start-up:\n" + proc.log_tail(15), proc.log_file)
-    svc.initialise(s)
+    try:
+        svc.initialise(s)
+    except Exception as exc:  # stop it here: the caller only stops what _start returned
+        proc.stop()
+        raise StackError(svc.name, f"started, but setting it up failed: {type(exc).__name__}: {exc}",
+                         proc.log_file) from exc
     progress(f"{svc.name}: healthy in {time.monotonic() - started:.1f}s")
     return proc
 
