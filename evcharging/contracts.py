@@ -40,5 +40,5 @@ def spark_event_schema(corrupt_column: str | None = None):
 
 
 def lake_event_columns() -> list[str]:
-    """Columns of the valid-events Parquet files on the lake, in order."""
-    return [f.name for f in FIELDS] + list(KAFKA_COLUMNS) + ["event_date"]
+    """Columns of a valid event on the lake, in order (``event_date`` is the Parquet partition)."""
+    return [f.name for f in FIELDS] + list(KAFKA_COLUMNS)

@@ -5,6 +5,22 @@ from __future__ import annotations
 import dagster as dg
 
 
+async def list_topics(bootstrap_servers: str, request_timeout_ms: int = 5000) -> list[str]:
+    """The cluster's topics; also the health probe (a broker that answers lists them)."""
+    import logging
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    # A broker still booting refuses connections; that is expected here, and aiokafka would log each.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=request_timeout_ms)
+    await admin.start()
+    try:
+        return await admin.list_topics()
+    finally:
+        await admin.close()
+
+
 async def create_topics(bootstrap_servers: str, partitions_by_topic: dict[str, int]) -> list[str]:
     """Create the topics that do not exist yet (replication 1: one broker locally); returns those created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import grp
 import hashlib
-import logging
 import os
 import pwd
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from evcharging.resources.from_settings import kafka_resource, lakefs_resource, minio_s3_client
+from evcharging.resources.kafka import list_topics
 from evcharging.settings import Settings
 from evcharging.stack import builds
 from evcharging.stack.builds import Progress
@@ -337,19 +337,7 @@ class KafkaService(Service):
         proc.start(self._java(s, "kafka.Kafka", str(props), heap="1g"), cwd=home)
 
     def healthy(self, s):
-        return bool(asyncio.run(asyncio.wait_for(self._list_topics(s), 10)) is not None)
-
-    async def _list_topics(self, s: Settings):
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        # Refused connections while the broker boots are expected; aiokafka would log each one.
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers, request_timeout_ms=3000)
-        await admin.start()
-        try:
-            return await admin.list_topics()
-        finally:
-            await admin.close()
+        return asyncio.run(asyncio.wait_for(list_topics(s.kafka_bootstrap_servers, 3000), 10)) is not None
 
     def initialise(self, s):
         asyncio.run(kafka_resource(s).ensure_topics())

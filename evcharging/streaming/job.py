@@ -19,6 +19,7 @@ from pathlib import Path
 
 from evcharging.settings import Settings
 from evcharging.resources.from_settings import lakefs_resource
+from evcharging.resources.kafka import list_topics
 from evcharging.streaming.batches import IngestBatchWriter
 
 log = logging.getLogger("evcharging.streaming")
@@ -50,7 +51,7 @@ class StreamOptions:
 def preflight(s: Settings, options: StreamOptions) -> None:
     """Check Kafka, lakeFS and the checkpoint location; raise one clear StreamConfigError."""
     try:
-        topics = asyncio.run(asyncio.wait_for(_kafka_topics(s.kafka_bootstrap_servers), 15))
+        topics = asyncio.run(asyncio.wait_for(list_topics(s.kafka_bootstrap_servers), 15))
     except Exception as exc:
         raise StreamConfigError(f"Kafka at EVCHARGING_KAFKA_BOOTSTRAP_SERVERS={s.kafka_bootstrap_servers} is "
                                 f"unreachable ({type(exc).__name__}: {exc})") from None
@@ -72,18 +73,6 @@ def preflight(s: Settings, options: StreamOptions) -> None:
     except OSError as exc:
         raise StreamConfigError(f"checkpoint location {options.checkpoint} (EVCHARGING_SPARK_CHECKPOINT_DIR) is not "
                                 f"writable: {exc}") from None
-
-
-async def _kafka_topics(bootstrap: str) -> list[str]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-    await admin.start()
-    try:
-        return await admin.list_topics()
-    finally:
-        await admin.close()
 
 
 def start_query(spark, s: Settings, options: StreamOptions):

@@ -13,7 +13,9 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from evcharging.contracts import CONTRACT_VERSION, END_REASONS, EVENT_TYPES, FIELDS, spark_event_schema
+from evcharging.contracts import (
+    CONTRACT_VERSION, END_REASONS, EVENT_TYPES, FIELDS, lake_event_columns, spark_event_schema,
+)
 
 _CORRUPT = "_corrupt_record"
 _TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
@@ -118,7 +120,7 @@ def valid_events(classified: DataFrame) -> DataFrame:
     return (classified.where(F.col("reason").isNull())
             .select(*columns, event_time.alias("event_time"),
                     F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"))
-            .select(*[f.name for f in FIELDS], "kafka_partition", "kafka_offset")
+            .select(*lake_event_columns())
             .withColumn("event_date", F.to_date("event_time")))
 
 

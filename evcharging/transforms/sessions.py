@@ -1,7 +1,7 @@
 """Lake events → warehouse facts: cleaned events and one row per completed charging session.
 
 Pure DataFrame → DataFrame functions (no Dagster, no I/O), built from the contract's ``FIELDS`` so
-a new field (``vehicle_model_id``) flows through without an edit here.
+a new field flows through without an edit here.
 
 * :func:`clean_events` keeps the contract columns (plus the Kafka coordinates) and collapses
   duplicates by ``event_id``, keeping the copy with the lowest Kafka coordinates so the choice is
@@ -17,12 +17,11 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from evcharging.contracts import FIELDS, KAFKA_COLUMNS
+from evcharging.contracts import lake_event_columns
 
-__all__ = ["SESSION_COLUMNS", "charging_sessions", "clean_events", "event_columns"]
+__all__ = ["SESSION_COLUMNS", "charging_sessions", "clean_events"]
 
-# Columns the session rows carry from the events; ``vehicle_model_id`` joins the contract soon and
-# is taken from the events when present (null until then).
+# Columns the session rows carry from the events.
 _STATIC = ("run_id", "station_id", "charger_id", "vehicle_id", "vehicle_model_id", "connector_type", "wait_s")
 
 SESSION_COLUMNS = (
@@ -32,21 +31,13 @@ SESSION_COLUMNS = (
 )  # fmt: skip
 
 
-def event_columns(df: DataFrame | None = None) -> list[str]:
-    """The contract columns and Kafka coordinates (and ``vehicle_model_id`` if ``df`` has it)."""
-    names = [f.name for f in FIELDS]
-    if df is not None and "vehicle_model_id" in df.columns and "vehicle_model_id" not in names:
-        names.insert(names.index("vehicle_id") + 1, "vehicle_model_id")
-    return names + list(KAFKA_COLUMNS)
-
-
 def clean_events(events: DataFrame) -> DataFrame:
     """Lake rows → one row per ``event_id`` (lowest Kafka partition/offset wins), contract columns only.
 
     A hash aggregate (``min_by`` over the Kafka coordinates) rather than a ranking window: no sort,
     which on this machine made the dedupe about twice as fast.
     """
-    columns = event_columns(events)
+    columns = lake_event_columns()
     rest = [c for c in columns if c != "event_id"]
     position = F.struct(F.coalesce("kafka_partition", F.lit(2**31 - 1)), F.coalesce("kafka_offset", F.lit(2**63 - 1)))
     return (events.groupBy("event_id")
@@ -65,9 +56,6 @@ def charging_sessions(events: DataFrame, deduplicated: bool = False) -> DataFram
     """
     if not deduplicated:
         events = clean_events(events)
-    has_model = "vehicle_model_id" in events.columns
-    if not has_model:
-        events = events.withColumn("vehicle_model_id", F.lit(None).cast("string"))
     ended = F.col("event_type") == "session_ended"
     by_seq = F.col("seq")
     last = F.max_by(F.struct("event_time", "energy_kwh", "soc_pct", "end_reason", "event_type"), by_seq)

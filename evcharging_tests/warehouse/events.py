@@ -1,5 +1,5 @@
-"""Hand-built lake rows for the warehouse and session tests: contract columns (plus
-``vehicle_model_id``, which the contract is gaining), Kafka coordinates and ``event_date``."""
+"""Hand-built lake rows for the warehouse and session tests: contract columns, Kafka coordinates
+and ``event_date`` (rows as the stream writes them, not encoded events: see factories.py for those)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ _SPARK_TYPES = {"string": "string", "int": "bigint", "float": "double", "timesta
 
 def lake_columns() -> list[tuple[str, str]]:
     cols = [(f.name, _SPARK_TYPES[f.kind]) for f in FIELDS]
-    if "vehicle_model_id" not in {n for n, _ in cols}:
-        cols.insert([n for n, _ in cols].index("vehicle_id") + 1, ("vehicle_model_id", "string"))
     return cols + [("kafka_partition", "int"), ("kafka_offset", "bigint"), ("event_date", "date")]
 
 
