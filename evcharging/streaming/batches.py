@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from evcharging.contracts import CONTRACT_VERSION, LAKE_EVENTS_PATH, QUARANTINE_PATH
 from evcharging.resources.lakefs import LakeFSResource
@@ -55,11 +56,42 @@ class BatchResult:
 
 
 def offset_ranges(records) -> dict[str, list[int]]:
-    """Per Kafka partition, the half-open offset range the batch covers."""
+    """Per Kafka partition, the half-open offset range of the records (one pass over them)."""
     from pyspark.sql import functions as F
 
     rows = records.groupBy("partition").agg(F.min("offset").alias("lo"), F.max("offset").alias("hi")).collect()
     return {str(r.partition): [int(r.lo), int(r.hi) + 1] for r in sorted(rows, key=lambda r: r.partition)}
+
+
+def _offset_log_entry(path: Path, topic: str) -> dict[str, int] | None:
+    """Offsets of ``topic`` in one file of Spark's offset log (``v1``, [metadata], then one JSON
+    line per source; the Kafka source's initial-offsets file starts with a NUL byte)."""
+    try:
+        lines = path.read_text().lstrip("\0").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines[1:]:
+        entry = json.loads(line) if line.startswith("{") else {}
+        if topic in entry:
+            return {str(p): int(o) for p, o in entry[topic].items()}
+    return None
+
+
+def checkpoint_offsets(checkpoint: Path, batch_id: int, topic: str) -> dict[str, list[int]] | None:
+    """The batch's Kafka offset ranges as Spark planned them, or None when the log lacks them.
+
+    Spark writes a batch's end offsets to ``<checkpoint>/offsets/<batch>`` before running it (its
+    write-ahead log); the start is the previous batch's end, or the source's initial offsets for
+    batch 0. Reading them costs nothing, where a min/max per partition would read the whole batch
+    from Kafka a second time. Partitions without new records are left out, as in the data.
+    """
+    end = _offset_log_entry(checkpoint / "offsets" / str(batch_id), topic)
+    start = (_offset_log_entry(checkpoint / "offsets" / str(batch_id - 1), topic) if batch_id > 0
+             else _offset_log_entry(checkpoint / "sources" / "0" / "0", topic))
+    if end is None or start is None:
+        return None
+    return {p: [start.get(p, 0), hi] for p, hi in sorted(end.items(), key=lambda kv: int(kv[0]))
+            if hi > start.get(p, 0)}
 
 
 def commit_metadata(stream: str, batch_id: int, topic: str, offsets: dict, valid: int, quarantined: int,
@@ -89,18 +121,24 @@ def _exists(ref) -> bool:
 class IngestBatchWriter:
     """The ``foreachBatch`` function of the stream."""
 
-    def __init__(self, lakefs: LakeFSResource, stream: str, topic: str):
-        self.lakefs, self.stream, self.topic = lakefs, stream, topic
+    def __init__(self, lakefs: LakeFSResource, stream: str, topic: str, checkpoint: Path | None = None):
+        self.lakefs, self.stream, self.topic, self.checkpoint = lakefs, stream, topic, checkpoint
+
+    def offsets(self, records, batch_id: int) -> dict[str, list[int]]:
+        """The batch's offset ranges: from the checkpoint's log, else (a DataFrame outside a
+        stream, as in tests) from the records."""
+        planned = checkpoint_offsets(self.checkpoint, batch_id, self.topic) if self.checkpoint else None
+        return planned if planned is not None else offset_ranges(records)
 
     def __call__(self, records, batch_id: int) -> None:
         self.write(records, batch_id)
 
     def write(self, records, batch_id: int) -> BatchResult | None:
-        offsets = offset_ranges(records)
+        repo = self.lakefs.repo()
+        offsets = self.offsets(records, batch_id)
         if not offsets:
             log.info("batch %s is empty: nothing to write", batch_id)
             return None
-        repo = self.lakefs.repo()
         done = self._already_done(repo, batch_id, offsets)
         if done:
             return done
@@ -119,6 +157,7 @@ class IngestBatchWriter:
         return BatchResult(batch_id, branch.id, commit_id, valid, quarantined, offsets)
 
     def _already_done(self, repo, batch_id: int, offsets: dict) -> BatchResult | None:
+        """The batch's earlier result if it is already committed (checked against the replay's offsets)."""
         tag = repo.tag(tag_name(self.stream, batch_id))
         if _exists(tag):
             commit = tag.get_commit()

@@ -83,7 +83,7 @@ def start_query(spark, s: Settings, options: StreamOptions):
                .option("startingOffsets", "earliest")
                .option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
                .load())
-    writer = IngestBatchWriter(lakefs_resource(s), options.stream_name, options.topic)
+    writer = IngestBatchWriter(lakefs_resource(s), options.stream_name, options.topic, options.checkpoint)
     stream = (records.writeStream.queryName(f"ingest-{options.stream_name}")
               .option("checkpointLocation", str(options.checkpoint))
               .foreachBatch(writer))
