@@ -106,7 +106,11 @@ def read_events(lakefs: LakeFSResource, ref: str, paths: list[str], columns: lis
 
 
 def event_ids_on_main(lakefs: LakeFSResource, event_dates: list[str]) -> set[str]:
-    """Event ids already on main for the given event dates (the only partitions a batch can clash in)."""
+    """Every event id on main for the given event dates: reads all of main's files of those dates.
+
+    Its cost grows with main, so the audit uses :func:`evcharging.lake.main_ids.batch_ids_on_main`;
+    this stays for tests and as the benchmark's baseline (``bench/bench_audit.py``).
+    """
     repo = lakefs.repo()
     ids: set[str] = set()
     for date in event_dates:

@@ -6,7 +6,7 @@ import dagster as dg
 
 from evcharging.audit.checks import CHECK_NAMES, audit
 from evcharging.defs.lake.partitions import ingest_batches
-from evcharging.lake import ingest
+from evcharging.lake import ingest, main_ids
 from evcharging.lake.main import main_snapshot
 from evcharging.reference.datasets import STATIONS, VEHICLES
 from evcharging.resources.lakefs import LakeFSResource
@@ -61,8 +61,12 @@ def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mong
 
     events = ingest.read_events(lakefs, commit.commit_id, ingest.batch_event_files(lakefs, commit))
     station_ids, model_ids = asyncio.run(_reference_ids(mongo))
-    outcomes = audit(events, station_ids=station_ids, vehicle_model_ids=model_ids,
-                     ids_on_main=ingest.event_ids_on_main(lakefs, commit.event_dates),
+    # main's files' event-time spans, learned by earlier audits on this machine (a cache: exact without it)
+    file_times = main_ids.SqliteFileTimes(load_settings().data_dir / "audit" / "main_file_times.sqlite3")
+    on_main = main_ids.batch_ids_on_main(lakefs, events, file_times)
+    context.log.info(f"already-on-main lookup: {on_main.files} main files on the batch's dates, "
+                     f"{on_main.files_opened} opened, {on_main.files_read} read (the rest are outside its times)")
+    outcomes = audit(events, station_ids=station_ids, vehicle_model_ids=model_ids, ids_on_main=on_main.ids,
                      quarantined=commit.quarantined_rows,
                      max_quarantine_share=load_settings().audit_max_quarantine_share)
     failed = {o.name: o.description for o in outcomes if o.blocks}
