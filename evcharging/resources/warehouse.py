@@ -17,7 +17,8 @@ from pydantic import Field
 
 
 class WarehouseConnection:
-    """One open connection; ``query_df`` / ``command`` / ``insert_arrow`` on either backend."""
+    """One open connection; ``query_df`` / ``query_arrow`` / ``command`` / ``insert_select`` /
+    ``insert_arrow`` on either backend."""
 
     def __init__(self, chdb_session=None, server_client=None):
         self._chdb, self._server = chdb_session, server_client
@@ -42,6 +43,25 @@ class WarehouseConnection:
     def query_rows(self, sql: str) -> list[tuple]:
         return list(self.query_df(sql).itertuples(index=False, name=None))
 
+    def query_arrow(self, sql: str):
+        """Run a query, return a pyarrow Table with the same types from either backend: String as
+        ``string``, LowCardinality as its plain value type, Nullable as a nullable field,
+        DateTime64(3, 'UTC') as ``timestamp[ms, tz=UTC]`` (what Spark's ``createDataFrame`` takes)."""
+        if self._chdb is not None:
+            table = self._chdb.query(sql, "ArrowTable")
+        else:
+            table = self._server.query_arrow(sql, use_strings=True,
+                                             settings={"output_format_arrow_low_cardinality_as_dictionary": 0})
+        return _without_dictionaries(table)
+
+    def insert_select(self, sql: str) -> int:
+        """Run an ``INSERT … SELECT``; return the number of rows it wrote."""
+        if self._chdb is not None:
+            return int(self._chdb.query(sql).rows_written())
+        # wait_end_of_query: the summary header (written_rows) is sent once the insert has finished.
+        summary = self._server.command(sql, transport_settings={"wait_end_of_query": "1"})
+        return int(getattr(summary, "written_rows", 0))
+
     def insert_arrow(self, table: str, arrow_table) -> None:
         """Append a pyarrow Table whose columns match ``table``'s by name."""
         if self._chdb is not None:
@@ -56,6 +76,17 @@ class WarehouseConnection:
             self._chdb.close()
         else:
             self._server.close()
+
+
+def _without_dictionaries(table):
+    """Decode dictionary-encoded columns (a server may send LowCardinality so): Spark wants plain types."""
+    import pyarrow as pa
+
+    if not any(pa.types.is_dictionary(f.type) for f in table.schema):
+        return table
+    fields = [pa.field(f.name, f.type.value_type, f.nullable) if pa.types.is_dictionary(f.type) else f
+              for f in table.schema]
+    return table.cast(pa.schema(fields))
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -1,38 +1,64 @@
 """Load what a lakeFS commit of ``main`` added into the warehouse facts, keyed by that commit.
 
-One load:
+One load, in two separately timed phases:
 
 1. ``load_log`` names the last commit loaded; the lakeFS diff from it to the new commit lists the
    event files the new commit added (the lake is append-only: a removed or changed file means
    ``main``'s history was rewritten, and the load stops rather than guess). The first load lists
    every event file of the commit.
-2. Spark reads only those files *at that commit* (a commit id is an immutable ref), collapses
-   duplicate ``event_id``s and appends them to ``fact_charging_events``.
-3. Sessions are summarised over ALL their events, not just the new ones: the warehouse's own
-   event fact is re-read for every session this load touched that has ended. Re-reading from the
-   warehouse rather than from ``main`` is a point lookup (bloom index on ``session_id``) instead of
-   a scan of the whole lake, and the warehouse already holds every earlier event deduplicated.
+2. **Events — ClickHouse loads them itself** (:func:`load_event_files`): ``INSERT INTO
+   fact_charging_events … SELECT … FROM s3(<file>) UNION ALL s3(<file>) …`` reads those Parquet
+   files over lakeFS's S3 gateway *at the commit id* (an immutable ref), one ``s3()`` per exact file
+   key — a glob would make ClickHouse LIST the whole prefix, which grows with the lake. No event
+   row passes through Python or Spark. The same SQL runs on chDB and on a ClickHouse server, which
+   must reach the lakeFS endpoint itself (in docker compose both use ``http://lakefs:8000``).
+3. **Sessions — Spark summarises them** (:func:`sessionize`, with
+   :func:`evcharging.transforms.sessions.charging_sessions`) over ALL their events, not just the new
+   ones: the warehouse's own event fact is re-read, as Arrow, for every session this load touched
+   that has ended. Re-reading from the warehouse rather than from ``main`` is a point lookup (bloom
+   index on ``session_id``) instead of a scan of the whole lake, and the warehouse already holds
+   every earlier event.
 4. ``load_log`` records the commit last, so a crash before it simply repeats the load; both facts
-   are ``ReplacingMergeTree`` keyed by the row's identity, so the repeat collapses.
+   are ``ReplacingMergeTree`` keyed by the row's identity, so the repeat collapses under ``FINAL``.
+
+Duplicates: the audit lets each ``event_id`` reach ``main`` once, so the events are inserted as they
+are, with no dedupe pass inside a load (and ``events_loaded`` counts rows inserted). Should a copy of
+an event reach the warehouse again (a repeated load, a replay), it has the same sort key (station,
+time, event id) and ``FINAL`` (and, in time, merges) keeps one row: the one inserted last (for two
+copies inside one INSERT, ClickHouse's choice — they are identical if the audit held). A copy that
+differs in station or time would not collapse; the reconciliation check counts it. The lakeFS credentials are part of the ``s3()`` SQL: that SQL
+is never logged, and errors raised from it have the credentials masked.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
-from evcharging.contracts import LAKE_EVENTS_PATH
+from evcharging.contracts import lake_event_columns
 from evcharging.lake.main import LakeHistoryError, added_event_files
 from evcharging.warehouse.schema import ensure_tables, event_column_types, qualified
 
 __all__ = [
-    "LakeHistoryError", "LoadReport", "last_loaded_commit", "load_events",
-    "load_lake_commit", "loaded", "record_load",
+    "EVENT_FILES_PER_INSERT", "EventLoadError", "LakeHistoryError", "LoadReport", "event_insert_sql",
+    "last_loaded_commit", "load_event_files", "load_lake_commit", "loaded", "record_load", "sessionize",
 ]  # fmt: skip
+
+# Files per INSERT: bounds the SQL (about 0.8 kB a file; ClickHouse parses at most max_query_size,
+# 256 KiB by default) and the number of sources one query opens at once.
+EVENT_FILES_PER_INSERT = 200
+_MAX_SQL_CHARS = 200_000
 
 
 @dataclass(frozen=True)
 class LoadReport:
+    """One load. ``events_read``: rows the INSERTs read from the added files; ``events_loaded``: rows
+    they wrote to ``fact_charging_events`` — the same number, as nothing is filtered or deduplicated
+    on the way (duplicates collapse in the table, see the module docstring). ``sessions_loaded``:
+    completed-session rows written (a session touched twice is written twice and collapses).
+    The ``*_seconds`` are wall-clock times of the two phases (0 for a report read from ``load_log``)."""
+
     commit: str
     previous_commit: str | None
     files: int
@@ -40,9 +66,15 @@ class LoadReport:
     events_loaded: int
     sessions_loaded: int
     already_loaded: bool = False
+    events_seconds: float = 0.0
+    sessions_seconds: float = 0.0
 
     def metadata(self) -> dict:
         return {k: ("" if v is None else v) for k, v in asdict(self).items()}
+
+
+class EventLoadError(RuntimeError):
+    """ClickHouse could not load the event files (the message never holds the lakeFS credentials)."""
 
 
 def _sql_str(value: str) -> str:
@@ -74,12 +106,89 @@ def record_load(wh, database: str, report: LoadReport) -> None:
         f"{report.events_read}, {report.events_loaded}, {report.sessions_loaded}, now64(3, 'UTC'))")
 
 
-def read_lake_events(spark, lakefs, commit: str, paths: list[str]):
-    """The given event files of ``commit`` as one DataFrame (with the ``event_date`` partition column)."""
-    base = lakefs.s3a_uri(commit, LAKE_EVENTS_PATH)
-    # mergeSchema: files written before the contract gained a (nullable) column still read, with nulls.
-    return spark.read.option("basePath", base).option("mergeSchema", "true").parquet(*[lakefs.s3a_uri(commit, p) for p in paths])
+# --- phase 1: events, ClickHouse reading the lake files -------------------------------------------
 
+def _file_structure() -> str:
+    """The ``s3()`` structure of a lake event file: each column with the type it has in the fact.
+
+    ClickHouse converts while it decodes the Parquet — Spark writes ``event_time`` as INT96 (ns,
+    UTC), read as DateTime64(3, 'UTC') exact to the ms; Int64 → UInt16/UInt32; strings →
+    LowCardinality — so the SELECT needs no casts, and no file is opened a second time to infer its
+    schema. ``event_date`` (the hive partition directory, not a column of the file) is not read. A
+    null in a non-Nullable column — which the audit rules out — would become the type's default.
+    """
+    fact = dict(event_column_types())
+    return ", ".join(f"`{c}` {fact[c]}" for c in lake_event_columns())
+
+
+def _file_url(lakefs, commit: str, path: str) -> str:
+    if any(ch in path for ch in "*?{}"):  # ClickHouse would expand them as a glob (and LIST)
+        raise ValueError(f"event file path has glob characters, refusing to load it: {path!r}")
+    return f"{lakefs.endpoint.rstrip('/')}/{lakefs.repository}/{commit}/{path}"
+
+
+def event_insert_sql(database: str, lakefs, commit: str, paths: list[str]) -> str:
+    """One ``INSERT … SELECT`` of the given event files of ``commit`` (holds the lakeFS credentials)."""
+    columns = ", ".join(f"`{c}`" for c in lake_event_columns())
+    credentials = f"{_sql_str(lakefs.access_key_id)}, {_sql_str(lakefs.secret_access_key)}"
+    structure = _sql_str(_file_structure())
+    files = "\nUNION ALL ".join(
+        f"SELECT * FROM s3({_sql_str(_file_url(lakefs, commit, p))}, {credentials}, 'Parquet', {structure})"
+        for p in paths)
+    # optimize_on_insert = 0: collapsing duplicates within each inserted block halves the insert's
+    # speed and guarantees nothing (FINAL and merges collapse across blocks and parts anyway).
+    # use_hive_partitioning = 0: the file's columns only, whatever its directory is called.
+    return (f"INSERT INTO {qualified(database, 'fact_charging_events')} ({columns}, `load_commit`)\n"
+            f"SELECT {columns}, {_sql_str(commit)} AS `load_commit` FROM (\n{files})\n"
+            "SETTINGS optimize_on_insert = 0, use_hive_partitioning = 0")
+
+
+def _chunks(database: str, lakefs, commit: str, paths: list[str], files_per_insert: int) -> Iterator[list[str]]:
+    """The paths in groups of at most ``files_per_insert`` files and about _MAX_SQL_CHARS of SQL."""
+    if not paths:
+        return
+    longest = max(paths, key=len)
+    one, two = (len(event_insert_sql(database, lakefs, commit, [longest] * n)) for n in (1, 2))
+    per_file, rest = two - one, 2 * one - two
+    size = max(1, min(files_per_insert, (_MAX_SQL_CHARS - rest) // per_file))
+    for i in range(0, len(paths), size):
+        yield paths[i:i + size]
+
+
+def _masked(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[HIDDEN]")
+    return text
+
+
+def run_masking_secrets(run: Callable[[str], int], sql: str, secrets: list[str]) -> int:
+    """``run(sql)``; on failure an :class:`EventLoadError` whose message has ``secrets`` masked.
+
+    The new error is raised outside the ``except`` block, so it carries no ``__context__`` that
+    would show the original message (ClickHouse quotes the SQL in syntax errors)."""
+    try:
+        return run(sql)
+    except Exception as exc:  # any backend's error, re-raised masked below
+        failure = f"{type(exc).__name__}: {_masked(str(exc), secrets)}"
+    raise EventLoadError(f"warehouse: loading event files from lakeFS failed: {failure[:4000]}")
+
+
+def load_event_files(wh, database: str, lakefs, commit: str, paths: list[str],
+                     files_per_insert: int = EVENT_FILES_PER_INSERT) -> tuple[int, int]:
+    """Insert the rows of the given event files of ``commit`` into ``fact_charging_events``, tagged
+    with ``load_commit = commit``; return ``(events_read, events_loaded)`` (see :class:`LoadReport`).
+
+    ClickHouse (chDB or the server behind ``wh``) reads the files over lakeFS's S3 gateway itself, in
+    INSERTs of at most ``files_per_insert`` files each."""
+    secrets = [lakefs.secret_access_key, lakefs.access_key_id]
+    written = 0
+    for chunk in _chunks(database, lakefs, commit, paths, files_per_insert):
+        written += run_masking_secrets(wh.insert_select, event_insert_sql(database, lakefs, commit, chunk), secrets)
+    return written, written
+
+
+# --- phase 2: sessions, Spark summarising the warehouse's events ------------------------------------
 
 def _session_events_sql(database: str, commit: str) -> str:
     events = qualified(database, "fact_charging_events")
@@ -95,50 +204,56 @@ WHERE session_id IN (
     GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0)"""
 
 
-def load_events(wh, database: str, spark, lake_events, commit: str) -> tuple[int, int]:
-    """Append the events of one load and (re)write the sessions they complete; returns their counts.
+def sessionize(wh, database: str, spark, commit: str) -> int:
+    """(Re)write ``fact_charging_sessions`` for the sessions the events of ``commit`` touched that
+    have ended; return the number of session rows written.
 
-    ``lake_events`` are lake rows (contract columns, Kafka coordinates); nothing here needs lakeFS,
-    which is what the tests use.
-    """
-    import pyarrow as pa
+    Their events come from the warehouse as Arrow (timestamps stay ms-exact, UInt columns are cast to
+    the signed types the transform expects, LowCardinality arrives as plain strings), Spark
+    summarises them, and the rows go back as Arrow."""
     from pyspark.sql import functions as F
 
-    from evcharging.transforms.sessions import charging_sessions, clean_events
+    from evcharging.transforms.sessions import charging_sessions
 
-    events = clean_events(lake_events).withColumn("load_commit", F.lit(commit))
-    arrow = events.toArrow()
-    if arrow.num_rows:
-        wh.insert_arrow(qualified(database, "fact_charging_events"), arrow)
-    stored = wh.query_df(_session_events_sql(database, commit))
-    if not len(stored):
-        return arrow.num_rows, 0
-    session_events = spark.createDataFrame(pa.Table.from_pandas(stored, preserve_index=False))
+    events = wh.query_arrow(_session_events_sql(database, commit))
+    if not events.num_rows:
+        return 0
+    session_events = spark.createDataFrame(events)
     sessions = charging_sessions(session_events, deduplicated=True).withColumn("load_commit", F.lit(commit)).toArrow()
     if sessions.num_rows:
         wh.insert_arrow(qualified(database, "fact_charging_sessions"), sessions)
-    return arrow.num_rows, sessions.num_rows
+    return sessions.num_rows
 
+
+# --- one load ---------------------------------------------------------------------------------------
 
 def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload: bool = False,
                      log=None) -> LoadReport:
-    """Bring the warehouse facts up to lakeFS commit ``commit`` (see the module docstring)."""
+    """Bring the warehouse facts up to lakeFS commit ``commit`` (see the module docstring).
+
+    ``spark`` is a SparkSession or a callable returning one: it is called only if the commit added
+    event files, so an already-loaded commit or an empty diff starts no JVM."""
     ensure_tables(wh, database)
     done = loaded(wh, database, commit)
     if done and not full_reload:
         return done
     previous = None if full_reload else last_loaded_commit(wh, database)
-    started = time.monotonic()
     paths = added_event_files(lakefs.repo(), previous, commit)
     if log:
         log(f"lakeFS {(previous or 'empty')[:12]} → {commit[:12]}: {len(paths)} new event files")
-    read = events_loaded = sessions_loaded = 0
-    if paths:
-        lake = read_lake_events(spark, lakefs, commit, paths)
-        read = lake.count()
-        events_loaded, sessions_loaded = load_events(wh, database, spark, lake, commit)
-    report = LoadReport(commit, previous, len(paths), read, events_loaded, sessions_loaded)
-    record_load(wh, database, report)
+    started = time.monotonic()
+    read, events_loaded = load_event_files(wh, database, lakefs, commit, paths) if paths else (0, 0)
+    events_s = time.monotonic() - started
     if log:
-        log(f"loaded {events_loaded} events, {sessions_loaded} completed sessions in {time.monotonic() - started:.1f} s")
+        log(f"ClickHouse loaded {events_loaded} events from {len(paths)} files in {events_s:.1f} s")
+    started = time.monotonic()
+    sessions_loaded = 0
+    if paths:
+        sessions_loaded = sessionize(wh, database, spark() if callable(spark) else spark, commit)
+    sessions_s = time.monotonic() - started
+    if log and paths:
+        log(f"Spark wrote {sessions_loaded} completed sessions in {sessions_s:.1f} s")
+    report = LoadReport(commit, previous, len(paths), read, events_loaded, sessions_loaded,
+                        events_seconds=round(events_s, 3), sessions_seconds=round(sessions_s, 3))
+    record_load(wh, database, report)
     return report

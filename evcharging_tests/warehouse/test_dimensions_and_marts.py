@@ -1,5 +1,6 @@
-"""Dimensions and marts on chDB: built from reference documents and loaded sessions, rebuilt
-identically on a second run, with utilisation and energy that add up to the sessions'."""
+"""Dimensions and marts on chDB: built from reference documents and from sessions loaded out of a
+lakeFS test branch, rebuilt identically on a second run, with utilisation and energy that add up
+to the sessions'."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from datetime import timedelta
 import pytest
 
 from evcharging.warehouse.dimensions import rebuild_dim_stations, rebuild_dim_time, rebuild_dim_vehicles
-from evcharging.warehouse.load import load_events
 from evcharging.warehouse.marts import MARTS, mart_chart, rebuild_mart
-from evcharging.warehouse.schema import ensure_tables, qualified
+from evcharging.warehouse.schema import qualified
 from evcharging.warehouse.tables import row_count
 from evcharging_tests.warehouse.conftest import DB
-from evcharging_tests.warehouse.events import T0, frame, session_events
+from evcharging_tests.warehouse.events import T0, session_events
 
 
 def _station(i: int, city: str, charger_type: str, spots: int) -> dict:
@@ -35,13 +35,12 @@ def _mart_rows(wh, mart):
     return wh.query_rows(f"SELECT * FROM {qualified(DB, mart)} ORDER BY ALL")
 
 
-def test_dimensions_and_marts(spark, warehouse):
+def test_dimensions_and_marts(lake, warehouse):
     # Session a spans two hours at station 1 (2 chargers); b is one short session at station 2.
     a = session_events("a", 5, step_s=1200)  # 08:00:00.123 → 09:20:00.123
     b = session_events("b", 3, station_id="EVS00002", start=T0 + timedelta(minutes=10), step_s=60, first_offset=50)
     with warehouse.connect() as wh:
-        ensure_tables(wh, DB)
-        load_events(wh, DB, spark, frame(spark, a + b), "c1")
+        assert lake.load(wh, DB, a + b).sessions_loaded == 2
         assert rebuild_dim_stations(wh, DB, [_station(1, "Springfield", "DC Fast Charger", 2),
                                              _station(2, "Shelbyville", "AC Level 2", 1)]) == 2
         assert rebuild_dim_vehicles(wh, DB, [VEHICLE]) == 1

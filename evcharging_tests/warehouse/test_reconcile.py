@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from evcharging.warehouse.reconcile import StageCounts, caught_up, count_events, reconcile, warehouse_stage
-from evcharging.warehouse.schema import ensure_tables, qualified
+from evcharging.warehouse.schema import qualified
 from evcharging_tests.warehouse.conftest import DB
 from evcharging_tests.warehouse.events import frame, session_events
 from simulator.events import RunManifest
@@ -88,13 +88,10 @@ def test_stage_counting_sees_rows_and_distinct_ids(spark):
     assert offsets == {"r1": {0: 99, 1: 2}}
 
 
-def test_warehouse_counting_sees_a_doubled_event(spark, warehouse):
-    from evcharging.warehouse.load import load_events
-
+def test_warehouse_counting_sees_a_doubled_event(lake, warehouse):
     events = session_events("s1", 4, run_id="r1")
     with warehouse.connect() as wh:
-        ensure_tables(wh, DB)
-        load_events(wh, DB, spark, frame(spark, events), "c1")
+        assert lake.load(wh, DB, events).events_loaded == 4
         assert warehouse_stage(wh, DB)["r1"].rows == {"session_started": 1, "charging_progress": 2, "session_ended": 1}
         # The same event id under another sort key (a corrupt copy): FINAL cannot collapse it.
         wh.command(f"INSERT INTO {qualified(DB, 'fact_charging_events')} SELECT * REPLACE ('EVS09999' AS station_id) "

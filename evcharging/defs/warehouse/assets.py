@@ -1,10 +1,11 @@
-"""The ClickHouse warehouse: facts loaded from lakeFS main by Spark, dimensions, marts.
+"""The ClickHouse warehouse: facts loaded from lakeFS main, dimensions, marts.
 
 Every asset here opens the warehouse, so each declares ``pool="warehouse"`` (chDB locks its
 directory: one step at a time) and opens and closes its connection within the step. The facts load
 exactly what a lakeFS commit added (see :mod:`evcharging.warehouse.load`) and carry that commit as
-their data version; dimensions and marts are rebuilt whole and swapped in. Re-materializing any of
-them leaves the same rows.
+their data version: ClickHouse reads the added event files from lakeFS itself, Spark summarises
+the sessions. Dimensions and marts are rebuilt whole and swapped in. Re-materializing any of them
+leaves the same rows.
 """
 
 
@@ -61,12 +62,15 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
 @dg.multi_asset(
     name="warehouse_facts",
     specs=[
-        dg.AssetSpec(FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"spark", "clickhouse"},
-                     description="Every charging event on lakeFS main, once each (ReplacingMergeTree on "
-                                 "event_id), sorted by station and time for time-series queries; "
-                                 "filter event_type = 'charging_progress' for the progress curve."),
+        dg.AssetSpec(FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
+                     description="Every charging event on lakeFS main, loaded by ClickHouse straight from the "
+                                 "Parquet files each main commit added (read at the commit id over lakeFS's S3 "
+                                 "gateway); one row per event (ReplacingMergeTree on the event's identity, read "
+                                 "with FINAL), sorted by station and time for time-series queries; filter "
+                                 "event_type = 'charging_progress' for the progress curve."),
         dg.AssetSpec(FACT_SESSIONS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"spark", "clickhouse"},
-                     description="One row per completed charging session: station, vehicle and model, exact "
+                     description="One row per completed charging session, summarised by Spark from the "
+                                 "session's events in the warehouse: station, vehicle and model, exact "
                                  "start/end (ms, UTC), duration, energy, average and peak power, SoC, end "
                                  "reason, waiting time before plug-in."),
     ],
@@ -74,13 +78,15 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
 )
 def warehouse_facts(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, spark: SparkResource,
                     lakefs: LakeFSResource, warehouse: WarehouseResource):
-    """Load what a new lakeFS main commit added: Spark reads only the event files of the diff from
-    the last loaded commit, deduplicates them and appends the events; sessions the load touched are
-    re-summarised over all their events and written once they have ended."""
+    """Load what a new lakeFS main commit added, in two timed phases: ClickHouse inserts the event
+    files of the diff from the last loaded commit (one ``s3()`` per file, at the commit id), then
+    Spark re-summarises every session the load touched that has ended and writes it. Spark starts
+    only when the commit added event files."""
     commit = target_commit(context, config, lakefs)
     db = warehouse.database
     with warehouse.connect() as wh:
-        report = load_lake_commit(wh, db, spark.spark_session, lakefs, commit, config.full_reload, log=context.log.info)
+        report = load_lake_commit(wh, db, lambda: spark.spark_session, lakefs, commit, config.full_reload,
+                                  log=context.log.info)
         events_meta = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
         sessions_meta = _table_metadata(wh, db, "fact_charging_sessions", "end_time DESC, session_id")
     if report.already_loaded:
@@ -90,9 +96,11 @@ def warehouse_facts(context: dg.AssetExecutionContext, config: WarehouseLoadConf
             "already_loaded": report.already_loaded}
     yield dg.MaterializeResult(asset_key=FACT_EVENTS, data_version=dg.DataVersion(commit), metadata={
         **events_meta, **load, "events_read": report.events_read, "events_loaded": report.events_loaded,
-        "duplicates_collapsed": report.events_read - report.events_loaded})
+        "events_seconds": dg.MetadataValue.float(report.events_seconds),
+        "events_per_second": round(report.events_loaded / report.events_seconds) if report.events_seconds else 0})
     yield dg.MaterializeResult(asset_key=FACT_SESSIONS, data_version=dg.DataVersion(commit), metadata={
-        **sessions_meta, **load, "sessions_written": report.sessions_loaded})
+        **sessions_meta, **load, "sessions_written": report.sessions_loaded,
+        "sessions_seconds": dg.MetadataValue.float(report.sessions_seconds)})
 
 
 # --- dimensions --------------------------------------------------------------------------------------
