@@ -41,6 +41,9 @@ def spark_config(settings: Settings) -> dict[str, str]:
         f"{gateway}.endpoint.region": "us-east-1",
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.sql.parquet.compression.codec": "zstd",
+        # INT64 timestamps carry min/max statistics (Spark's default INT96 has none): the audit
+        # skips main's files outside a batch's times by them (evcharging/lake/main_ids.py).
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         # Every ingest branch would write its own events/_SUCCESS, and merging two of them into
         # main would conflict on that one object: no marker files.
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
