@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # --- ClickHouse ------------------------------------------------------------------------------
     clickhouse_url: str | None = Field(None, description="A ClickHouse server (http://user:pass@host:8123); unset = embedded chDB.")
     clickhouse_database: str = "evcharging"
+    clickhouse_lakefs_endpoint: str | None = Field(
+        None, description="lakeFS's S3 gateway as the ClickHouse server reaches it (it reads the lake's event files "
+                          "itself), when not at EVCHARGING_LAKEFS_ENDPOINT; e.g. a hosted ClickHouse.")
     chdb_path: Path | None = Field(None, description="chDB directory; defaults to <data_dir>/chdb.")
 
     # --- Spark -------------------------------------------------------------------------------------

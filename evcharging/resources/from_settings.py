@@ -35,7 +35,8 @@ def minio_s3_client(s: Settings):
 
 
 def warehouse_resource(s: Settings) -> WarehouseResource:
-    return WarehouseResource(clickhouse_url=s.clickhouse_url, chdb_path=str(s.chdb_dir), database=s.clickhouse_database)
+    return WarehouseResource(clickhouse_url=s.clickhouse_url, chdb_path=str(s.chdb_dir), database=s.clickhouse_database,
+                             lakefs_endpoint=s.clickhouse_lakefs_endpoint)
 
 
 def mongo_resource(s: Settings) -> MongoResource:

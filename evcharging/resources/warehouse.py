@@ -20,8 +20,9 @@ class WarehouseConnection:
     """One open connection; ``query_df`` / ``query_arrow`` / ``command`` / ``insert_select`` /
     ``insert_arrow`` on either backend."""
 
-    def __init__(self, chdb_session=None, server_client=None):
+    def __init__(self, chdb_session=None, server_client=None, lakefs_endpoint: str | None = None):
         self._chdb, self._server = chdb_session, server_client
+        self.lakefs_endpoint = lakefs_endpoint  # lakeFS as this backend reaches it; None = the lakeFS resource's
 
     @property
     def backend(self) -> str:
@@ -95,6 +96,8 @@ class WarehouseResource(dg.ConfigurableResource):
     clickhouse_url: str | None = Field(None, json_schema_extra={"dagster__is_secret": True})
     chdb_path: str = ".evcharging/chdb"
     database: str = "evcharging"
+    lakefs_endpoint: str | None = Field(
+        None, description="lakeFS's S3 gateway as the warehouse reaches it, when not at the lakeFS resource's endpoint.")
 
     @contextmanager
     def connect(self) -> Iterator[WarehouseConnection]:
@@ -113,7 +116,7 @@ class WarehouseResource(dg.ConfigurableResource):
             client = clickhouse_connect.get_client(
                 host=url.hostname, port=url.port or 8123, username=url.username or "default",
                 password=url.password or "", secure=url.scheme == "https")
-            return WarehouseConnection(server_client=client)
+            return WarehouseConnection(server_client=client, lakefs_endpoint=self.lakefs_endpoint)
         from chdb import session
 
         Path(self.chdb_path).mkdir(parents=True, exist_ok=True)

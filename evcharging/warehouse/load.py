@@ -121,19 +121,20 @@ def _file_structure() -> str:
     return ", ".join(f"`{c}` {fact[c]}" for c in lake_event_columns())
 
 
-def _file_url(lakefs, commit: str, path: str) -> str:
+def _file_url(lakefs, commit: str, path: str, endpoint: str | None) -> str:
     if any(ch in path for ch in "*?{}"):  # ClickHouse would expand them as a glob (and LIST)
         raise ValueError(f"event file path has glob characters, refusing to load it: {path!r}")
-    return f"{lakefs.endpoint.rstrip('/')}/{lakefs.repository}/{commit}/{path}"
+    return f"{(endpoint or lakefs.endpoint).rstrip('/')}/{lakefs.repository}/{commit}/{path}"
 
 
-def event_insert_sql(database: str, lakefs, commit: str, paths: list[str]) -> str:
-    """One ``INSERT … SELECT`` of the given event files of ``commit`` (holds the lakeFS credentials)."""
+def event_insert_sql(database: str, lakefs, commit: str, paths: list[str], endpoint: str | None = None) -> str:
+    """One ``INSERT … SELECT`` of the given event files of ``commit`` (holds the lakeFS credentials);
+    ``endpoint``: lakeFS's S3 gateway as ClickHouse reaches it, when not at ``lakefs.endpoint``."""
     columns = ", ".join(f"`{c}`" for c in lake_event_columns())
     credentials = f"{_sql_str(lakefs.access_key_id)}, {_sql_str(lakefs.secret_access_key)}"
     structure = _sql_str(_file_structure())
     files = "\nUNION ALL ".join(
-        f"SELECT * FROM s3({_sql_str(_file_url(lakefs, commit, p))}, {credentials}, 'Parquet', {structure})"
+        f"SELECT * FROM s3({_sql_str(_file_url(lakefs, commit, p, endpoint))}, {credentials}, 'Parquet', {structure})"
         for p in paths)
     # optimize_on_insert = 0: collapsing duplicates within each inserted block halves the insert's
     # speed and guarantees nothing (FINAL and merges collapse across blocks and parts anyway).
@@ -143,12 +144,13 @@ def event_insert_sql(database: str, lakefs, commit: str, paths: list[str]) -> st
             "SETTINGS optimize_on_insert = 0, use_hive_partitioning = 0")
 
 
-def _chunks(database: str, lakefs, commit: str, paths: list[str], files_per_insert: int) -> Iterator[list[str]]:
+def _chunks(database: str, lakefs, commit: str, paths: list[str], files_per_insert: int,
+            endpoint: str | None) -> Iterator[list[str]]:
     """The paths in groups of at most ``files_per_insert`` files and about _MAX_SQL_CHARS of SQL."""
     if not paths:
         return
     longest = max(paths, key=len)
-    one, two = (len(event_insert_sql(database, lakefs, commit, [longest] * n)) for n in (1, 2))
+    one, two = (len(event_insert_sql(database, lakefs, commit, [longest] * n, endpoint)) for n in (1, 2))
     per_file, rest = two - one, 2 * one - two
     size = max(1, min(files_per_insert, (_MAX_SQL_CHARS - rest) // per_file))
     for i in range(0, len(paths), size):
@@ -179,12 +181,15 @@ def load_event_files(wh, database: str, lakefs, commit: str, paths: list[str],
     """Insert the rows of the given event files of ``commit`` into ``fact_charging_events``, tagged
     with ``load_commit = commit``; return ``(events_read, events_loaded)`` (see :class:`LoadReport`).
 
-    ClickHouse (chDB or the server behind ``wh``) reads the files over lakeFS's S3 gateway itself, in
-    INSERTs of at most ``files_per_insert`` files each."""
+    ClickHouse (chDB or the server behind ``wh``) reads the files over lakeFS's S3 gateway itself (at
+    ``wh.lakefs_endpoint`` when the server reaches lakeFS elsewhere), in INSERTs of at most
+    ``files_per_insert`` files each."""
     secrets = [lakefs.secret_access_key, lakefs.access_key_id]
     written = 0
-    for chunk in _chunks(database, lakefs, commit, paths, files_per_insert):
-        written += run_masking_secrets(wh.insert_select, event_insert_sql(database, lakefs, commit, chunk), secrets)
+    endpoint = wh.lakefs_endpoint
+    for chunk in _chunks(database, lakefs, commit, paths, files_per_insert, endpoint):
+        sql = event_insert_sql(database, lakefs, commit, chunk, endpoint)
+        written += run_masking_secrets(wh.insert_select, sql, secrets)
     return written, written
 
 
