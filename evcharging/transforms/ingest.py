@@ -91,7 +91,9 @@ def classify_records(records: DataFrame) -> DataFrame:
     """Kafka rows (``value`` binary, ``partition``, ``offset``, …) → one row each with the parsed
     ``event`` struct and ``reason`` (every broken rule, ``; ``-separated; null = valid)."""
     raw = F.col("value").cast("string")
-    keys = F.json_object_keys(raw)  # null when the value is not a JSON object
+    # Null when the value is not a JSON object. json_object_keys (like from_json) reads the first
+    # JSON value only and ignores what follows it, so the record must also end with that object.
+    keys = F.when(F.rtrim(raw).endswith("}"), F.json_object_keys(raw))
     # No corrupt-record column (it costs a third of the parse): broken JSON already shows as null
     # keys, and a value of the wrong type as a null field, which the checks below report.
     event = F.from_json(raw, spark_event_schema(), {"mode": "PERMISSIVE"})

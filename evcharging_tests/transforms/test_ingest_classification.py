@@ -23,6 +23,7 @@ def _mutate(change) -> bytes:
 MALFORMED = {
     "bad json": (b'{"event_id": "x", ', "not a JSON object"),
     "json array": (b"[1, 2, 3]", "not a JSON object"),
+    "text after the object": (_good() + b" trailing", "not a JSON object"),
     "number as string": (_mutate(lambda e: e.update(power_kw="50.0")), "power_kw: expected float"),
     "id as number": (_mutate(lambda e: e.update(station_id=17)), "station_id: expected string"),
     "unknown event type": (_mutate(lambda e: e.update(event_type="session_paused")),
