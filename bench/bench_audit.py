@@ -46,7 +46,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from evcharging.contracts import CONTRACT_VERSION, FIELDS, LAKE_EVENTS_PATH  # noqa: E402
 from evcharging.lake.ingest import event_ids_on_main  # noqa: E402
 from evcharging.lake.main_ids import FileTimes, SqliteFileTimes, batch_ids_on_main  # noqa: E402
-from evcharging.resources.from_settings import lakefs_resource, minio_s3_client  # noqa: E402
+from evcharging.resources.from_settings import drop_repository, scratch_repository  # noqa: E402
 from evcharging.resources.lakefs import LakeFSResource  # noqa: E402
 from evcharging.settings import PROJECT_DIR, load_settings  # noqa: E402
 
@@ -92,24 +92,6 @@ def parquet_bytes(table: pa.Table, encoding: str) -> bytes:
     return buffer.getvalue()
 
 
-def make_repository(settings, name: str) -> LakeFSResource:
-    base = lakefs_resource(settings)
-    lakefs = LakeFSResource(endpoint=base.endpoint, access_key_id=base.access_key_id,
-                            secret_access_key=base.secret_access_key, repository=name, default_branch="main")
-    lakefs.ensure_repository(f"s3://{settings.minio_bucket}/{name}")
-    return lakefs
-
-
-def drop_repository(settings, lakefs: LakeFSResource) -> None:
-    lakefs.repo().delete()
-    s3 = minio_s3_client(settings)
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.minio_bucket, Prefix=f"{lakefs.repository}/")
-    for page in pages:
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(Bucket=settings.minio_bucket, Delete={"Objects": keys})
-
-
 def fill_main(lakefs: LakeFSResource, tables: list[pa.Table], encoding: str) -> LakeFSResource:
     """Branch ``encoding`` of the repository holding ``tables`` as one date's files; returned as the
     resource whose "main" it is."""
@@ -124,9 +106,7 @@ def fill_main(lakefs: LakeFSResource, tables: list[pa.Table], encoding: str) -> 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(upload, enumerate(tables)))
     branch.commit(message=f"bench: {len(tables)} files, event_time as {encoding}")
-    return LakeFSResource(endpoint=lakefs.endpoint, access_key_id=lakefs.access_key_id,
-                          secret_access_key=lakefs.secret_access_key, repository=lakefs.repository,
-                          default_branch=encoding)
+    return lakefs.with_repository(lakefs.repository, default_branch=encoding)
 
 
 def timed(fn, repeat: int):
@@ -167,7 +147,7 @@ def main() -> None:
           f"{len(expected)} of them already on main")
 
     name = f"bench-audit-{uuid.uuid4().hex[:8]}"
-    lakefs = make_repository(settings, name)
+    lakefs = scratch_repository(settings, name)
     results = {"files": args.files, "rows_on_main": rows, "batch_events": len(batch), "duplicates": len(expected),
                "repeat": args.repeat, "encodings": {}}
     tmp = tempfile.mkdtemp(prefix="bench-audit-")

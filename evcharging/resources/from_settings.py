@@ -34,6 +34,23 @@ def minio_s3_client(s: Settings):
                         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
 
 
+def scratch_repository(s: Settings, name: str) -> LakeFSResource:
+    """A lakeFS repository of its own (tests, benchmarks), created in the project's bucket."""
+    lakefs = lakefs_resource(s).with_repository(name)
+    lakefs.ensure_repository(f"s3://{s.minio_bucket}/{name}")
+    return lakefs
+
+
+def drop_repository(s: Settings, lakefs: LakeFSResource) -> None:
+    """Delete a repository and its objects in MinIO (lakeFS deleting a repository keeps them)."""
+    lakefs.repo().delete()
+    s3 = minio_s3_client(s)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s.minio_bucket, Prefix=f"{lakefs.repository}/"):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=s.minio_bucket, Delete={"Objects": keys})
+
+
 def warehouse_resource(s: Settings) -> WarehouseResource:
     return WarehouseResource(clickhouse_url=s.clickhouse_url, chdb_path=str(s.chdb_dir), database=s.clickhouse_database,
                              lakefs_endpoint=s.clickhouse_lakefs_endpoint)

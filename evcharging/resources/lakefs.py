@@ -31,6 +31,12 @@ class LakeFSResource(dg.ConfigurableResource):
 
         return LakeFSFileSystem(host=self.endpoint, username=self.access_key_id, password=self.secret_access_key)
 
+    def with_repository(self, repository: str, default_branch: str = "main") -> LakeFSResource:
+        """The same server and keys, on another repository (or another branch as its "main")."""
+        return LakeFSResource(endpoint=self.endpoint, access_key_id=self.access_key_id,
+                              secret_access_key=self.secret_access_key, repository=repository,
+                              default_branch=default_branch)
+
     def ensure_repository(self, storage_namespace: str):
         """Create the repository on first use; a no-op when it exists."""
         return self.repo().create(storage_namespace=storage_namespace, default_branch=self.default_branch,

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from evcharging.lake import ingest, main_ids
-from evcharging.resources.from_settings import lakefs_resource, minio_s3_client
+from evcharging.resources.from_settings import drop_repository, scratch_repository
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.streaming.batches import IngestBatchWriter, branch_name
 from evcharging_tests.factories import T0_MS, session_events
@@ -34,18 +34,9 @@ STREAM = "audit"
 @pytest.fixture
 def lake(stack_settings, unique_name):
     """A lakeFS repository of this test's own (deleted afterwards, with its objects in MinIO)."""
-    base = lakefs_resource(stack_settings)
-    name = f"audit-{unique_name}"
-    lakefs = LakeFSResource(endpoint=base.endpoint, access_key_id=base.access_key_id,
-                            secret_access_key=base.secret_access_key, repository=name, default_branch="main")
-    lakefs.ensure_repository(f"s3://{stack_settings.minio_bucket}/{name}")
+    lakefs = scratch_repository(stack_settings, f"audit-{unique_name}")
     yield lakefs
-    lakefs.repo().delete()
-    s3 = minio_s3_client(stack_settings)
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack_settings.minio_bucket, Prefix=f"{name}/"):
-        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-        if keys:
-            s3.delete_objects(Bucket=stack_settings.minio_bucket, Delete={"Objects": keys})
+    drop_repository(stack_settings, lakefs)
 
 
 def _write(spark, lakefs: LakeFSResource, batch_id: int, values: list[bytes]) -> str:
