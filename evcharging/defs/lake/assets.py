@@ -61,14 +61,15 @@ def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mong
 
     events = ingest.read_events(lakefs, commit.commit_id, ingest.batch_event_files(lakefs, commit))
     station_ids, model_ids = asyncio.run(_reference_ids(mongo))
+    settings = load_settings()
     # main's files' event-time spans, learned by earlier audits on this machine (a cache: exact without it)
-    file_times = main_ids.SqliteFileTimes(load_settings().data_dir / "audit" / "main_file_times.sqlite3")
+    file_times = main_ids.SqliteFileTimes(settings.data_dir / "audit" / "main_file_times.sqlite3")
     on_main = main_ids.batch_ids_on_main(lakefs, events, file_times)
     context.log.info(f"already-on-main lookup: {on_main.files} main files on the batch's dates, "
                      f"{on_main.files_opened} opened, {on_main.files_read} read (the rest are outside its times)")
     outcomes = audit(events, station_ids=station_ids, vehicle_model_ids=model_ids, ids_on_main=on_main.ids,
                      quarantined=commit.quarantined_rows,
-                     max_quarantine_share=load_settings().audit_max_quarantine_share)
+                     max_quarantine_share=settings.audit_max_quarantine_share)
     failed = {o.name: o.description for o in outcomes if o.blocks}
     if failed:
         ingest.record_failed_audit(lakefs, commit, failed)
@@ -81,7 +82,7 @@ def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mong
             **{k: v for k, v in commit.metadata.items() if k.startswith(META)},
             f"{ingest.AUDIT}checks": ", ".join(f"{k}={v}" for k, v in summary.items())[:4000],
             # lakeFS shows this as a link from the merge commit back to the Dagster run.
-            "::lakefs::Dagster::url[url:ui]": f"{load_settings().dagster_url.rstrip('/')}/runs/{context.run.run_id}",
+            "::lakefs::Dagster::url[url:ui]": f"{settings.dagster_url.rstrip('/')}/runs/{context.run.run_id}",
         })
         status = {"status": "merged", "merge_commit": dg.MetadataValue.url(lakefs.commit_url(merge_commit))}
     return dg.MaterializeResult(
