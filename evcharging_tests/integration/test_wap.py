@@ -3,7 +3,7 @@
 A good batch is merged and its rows appear on main; a batch with an unknown station id, a
 duplicate event id or a broken schema is not merged and the failing check names the reason;
 re-running a merged partition changes nothing. The commit sensor turns three new ingest commits
-into three partitions and three runs, and neither a second evaluation with its cursor nor a new
+into three partitions and one run over their range, and neither a second evaluation with its cursor nor a new
 instance with the stored cursor sees them again.
 """
 
@@ -149,7 +149,7 @@ def _rogue_batch(lakefs, stream: str, batch_id: int, station: str, model: str) -
     repo.tag(tag_name(stream, batch_id)).create(commit.get_commit().id)
 
 
-def test_sensor_turns_each_new_ingest_commit_into_one_partition_and_run(stack_settings, unique_name, monkeypatch):
+def test_sensor_turns_new_ingest_commits_into_partitions_and_one_run(stack_settings, unique_name, monkeypatch):
     lakefs = lakefs_resource(stack_settings)
     repo = lakefs.repo()
     stream = f"s{unique_name}"
@@ -165,10 +165,12 @@ def test_sensor_turns_each_new_ingest_commit_into_one_partition_and_run(stack_se
     instance = dg.DagsterInstance.ephemeral()
     first = ingest_commits(dg.build_sensor_context(instance=instance, resources={"lakefs": lakefs}))
     keys = [branch_name(stream, i) for i in range(3)]
-    assert [r.partition_key for r in first.run_requests] == keys
-    assert [r.run_key for r in first.run_requests] == keys
     assert first.dynamic_partitions_requests[0].partition_keys == keys
-    assert first.cursor == tag_name(stream, 2)
+    # One run covers the three batches: their range, in order.
+    [run] = first.run_requests
+    assert run.partition_key_range == dg.PartitionKeyRange(keys[0], keys[-1])
+    assert run.run_key == f"{keys[0]}..{keys[-1]}"
+    assert json.loads(first.cursor) == {"seen": tag_name(stream, 2), "requested": tag_name(stream, 2)}
 
     second = ingest_commits(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"lakefs": lakefs}))
     assert second.run_requests == [] and second.cursor == first.cursor

@@ -4,15 +4,16 @@ import asyncio
 
 import dagster as dg
 
-from evcharging.audit.checks import CHECK_NAMES, audit
+from evcharging.audit.checks import CHECK_NAMES
 from evcharging.defs.lake.partitions import ingest_batches
-from evcharging.lake import ingest, main_ids
+from evcharging.lake import main_ids
 from evcharging.lake.main import main_snapshot
+from evcharging.lake.publish import BatchPublication, ReferenceIds, publish_batch
 from evcharging.reference.datasets import STATIONS, VEHICLES
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
 from evcharging.settings import load_settings
-from evcharging.streaming.batches import META
+from evcharging.warehouse.tables import markdown_table
 
 _CHECK_DOCS = {
     "contract_schema": "Every event matches the contract's columns, types and value domains (pandera).",
@@ -24,15 +25,68 @@ _CHECK_DOCS = {
 }
 
 
-async def _reference_ids(mongo: MongoResource) -> tuple[set[str], set[str]]:
+async def _reference_ids(mongo: MongoResource) -> ReferenceIds:
     async with mongo.open_database() as db:
         stations = await db[STATIONS.collection].find({}, {"_id": 1}).to_list()
         vehicles = await db[VEHICLES.collection].find({}, {"_id": 1}).to_list()
-    return {d["_id"] for d in stations}, {d["_id"] for d in vehicles}
+    return ReferenceIds({d["_id"] for d in stations}, {d["_id"] for d in vehicles})
+
+
+def _check_results(batches: list[BatchPublication]) -> list[dg.AssetCheckResult]:
+    """One result per check for the run's batches: failed if it failed for any batch (ERROR if any
+    such failure blocks), naming each batch it failed for."""
+    results = []
+    for name in CHECK_NAMES:
+        failures = [(b, o) for b in batches for o in b.outcomes if o.name == name and not o.passed]
+        audited = [o for b in batches for o in b.outcomes if o.name == name]
+        if not audited:  # every batch of the run was merged earlier
+            results.append(dg.AssetCheckResult(check_name=name, passed=True, description="audited and merged earlier"))
+            continue
+        if not failures:
+            only = audited[0] if len(audited) == 1 else None
+            results.append(dg.AssetCheckResult(
+                check_name=name, passed=True, description=only.description if only else f"passed for {len(audited)} batches",
+                metadata=only.metadata if only else {}))
+            continue
+        blocking = any(o.blocks for _, o in failures)
+        description = "; ".join(o.description if len(batches) == 1 else f"{b.branch}: {o.description}"
+                                for b, o in failures)
+        metadata = failures[0][1].metadata if len(failures) == 1 else {"batches_failed": len(failures)}
+        results.append(dg.AssetCheckResult(
+            check_name=name, passed=False, description=description[:4000], metadata=metadata,
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN))
+    return results
+
+
+def _run_metadata(lakefs: LakeFSResource, batches: list[BatchPublication]) -> dict:
+    statuses = [b.status for b in batches]
+    metadata = {
+        "batches": len(batches), "merged": statuses.count("merged"), "blocked": statuses.count("blocked"),
+        "already_merged": statuses.count("already merged"),
+        "status": statuses[0] if len(batches) == 1 else ", ".join(
+            f"{statuses.count(s)} {s}" for s in ("merged", "blocked", "already merged") if s in statuses),
+        "valid_rows": sum(b.valid_rows for b in batches),
+        "quarantined_rows": sum(b.quarantined_rows for b in batches),
+        "dagster/row_count": sum(b.rows for b in batches),
+        "batch_table": dg.MetadataValue.md(markdown_table(
+            ["branch", "status", "events", "quarantined", "ingest commit", "merge commit"],
+            [[b.branch, b.status, b.valid_rows, b.quarantined_rows, b.ingest_commit[:12], (b.merge_commit or "")[:12]]
+             for b in batches[:200]])),
+    }
+    if len(batches) == 1:
+        only = batches[0]
+        metadata |= {"branch": only.branch, "batch_id": only.batch_id,
+                     "ingest_commit": dg.MetadataValue.url(lakefs.commit_url(only.ingest_commit))}
+        if only.merge_commit:
+            metadata["merge_commit"] = dg.MetadataValue.url(lakefs.commit_url(only.merge_commit))
+    return metadata
 
 
 @dg.asset(
     partitions_def=ingest_batches,
+    # The sensor launches one run for a range of new batches: a run start-up per batch would cost more
+    # than auditing a small batch.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="lake",
     kinds={"lakefs", "pandas", "pandera"},
     pool="lake_publish",  # one audit+merge at a time: "not already on main" must see the last merge
@@ -46,49 +100,25 @@ def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mong
     Audited by blocking checks; when none fails with severity ERROR the branch is merged into main
     (with the batch id and check summary in the merge commit) and deleted. When one fails, nothing
     is merged: the branch stays, with the failing checks recorded in its history, and the run fails
-    on the blocking check. Re-materializing a partition already merged changes nothing.
+    on the blocking check. A run covers one batch or, as the sensor launches them, a range of
+    batches in order (each audited against main as the previous one left it). Re-materializing a
+    partition already merged changes nothing.
     """
-    commit = ingest.ingest_commit(lakefs, context.partition_key)
-    base = {"branch": commit.branch, "batch_id": commit.metadata.get(f"{META}batch_id"),
-            "ingest_commit": dg.MetadataValue.url(lakefs.commit_url(commit.commit_id)),
-            "valid_rows": commit.valid_rows, "quarantined_rows": commit.quarantined_rows}
-    if ingest.is_merged(lakefs, commit.commit_id):
-        context.log.info(f"{commit.branch} is already on main: nothing to do")
-        return dg.MaterializeResult(
-            metadata={**base, "status": "already merged", "dagster/row_count": commit.valid_rows},
-            check_results=[dg.AssetCheckResult(check_name=n, passed=True, description="audited and merged earlier")
-                           for n in CHECK_NAMES])
-
-    events = ingest.read_events(lakefs, commit.commit_id, ingest.batch_event_files(lakefs, commit))
-    station_ids, model_ids = asyncio.run(_reference_ids(mongo))
     settings = load_settings()
+    reference = asyncio.run(_reference_ids(mongo))
     # main's files' event-time spans, learned by earlier audits on this machine (a cache: exact without it)
     file_times = main_ids.SqliteFileTimes(settings.data_dir / "audit" / "main_file_times.sqlite3")
-    on_main = main_ids.batch_ids_on_main(lakefs, events, file_times)
-    context.log.info(f"already-on-main lookup: {on_main.files} main files on the batch's dates, "
-                     f"{on_main.files_opened} opened, {on_main.files_read} read (the rest are outside its times)")
-    outcomes = audit(events, station_ids=station_ids, vehicle_model_ids=model_ids, ids_on_main=on_main.ids,
-                     quarantined=commit.quarantined_rows,
-                     max_quarantine_share=settings.audit_max_quarantine_share)
-    failed = {o.name: o.description for o in outcomes if o.blocks}
-    if failed:
-        ingest.record_failed_audit(lakefs, commit, failed)
-        context.log.warning(f"{commit.branch} not merged: {failed}")
-        status = {"status": "blocked: " + ", ".join(failed)}
-    else:
-        summary = {o.name: "passed" if o.passed else f"{o.severity}: {o.description}" for o in outcomes}
-        merge_commit = ingest.publish(lakefs, commit, {
-            f"{META}ingest_branch": commit.branch, f"{META}ingest_commit": commit.commit_id,
-            **{k: v for k, v in commit.metadata.items() if k.startswith(META)},
-            f"{ingest.AUDIT}checks": ", ".join(f"{k}={v}" for k, v in summary.items())[:4000],
-            # lakeFS shows this as a link from the merge commit back to the Dagster run.
-            "::lakefs::Dagster::url[url:ui]": f"{settings.dagster_url.rstrip('/')}/runs/{context.run.run_id}",
-        })
-        status = {"status": "merged", "merge_commit": dg.MetadataValue.url(lakefs.commit_url(merge_commit))}
-    return dg.MaterializeResult(
-        metadata={**base, **status, "dagster/row_count": len(events)},
-        check_results=[dg.AssetCheckResult(check_name=o.name, passed=o.passed, severity=dg.AssetCheckSeverity(o.severity),
-                                           description=o.description, metadata=o.metadata) for o in outcomes])
+    # lakeFS shows this as a link from the merge commit back to the Dagster run.
+    run_link = {"::lakefs::Dagster::url[url:ui]": f"{settings.dagster_url.rstrip('/')}/runs/{context.run.run_id}"}
+    batches = []
+    for key in context.partition_keys:
+        batch = publish_batch(lakefs, key, reference, file_times, settings.audit_max_quarantine_share, run_link)
+        batches.append(batch)
+        if batch.status == "blocked":
+            context.log.warning(f"{key} not merged: {batch.failed}")
+        else:
+            context.log.info(f"{key}: {batch.status} ({batch.valid_rows} events; {batch.lookup or 'no audit needed'})")
+    return dg.MaterializeResult(metadata=_run_metadata(lakefs, batches), check_results=_check_results(batches))
 
 
 @dg.asset(group_name="lake", kinds={"lakefs"}, deps=[ingest_batch])

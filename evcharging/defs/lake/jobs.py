@@ -1,11 +1,32 @@
-"""Jobs the lake sensors launch (also runnable by hand from the UI)."""
+"""Jobs the sensors launch (also runnable by hand from the UI).
+
+Each job runs its steps in one process (``in_process_executor``): its steps are light next to a
+process start-up each (~3 s of imports), and a step that needs Spark starts it once per run. A tag
+per lane lets ``dagster.yaml`` limit each lane to one running run, so warehouse work never holds
+the slots publishing needs.
+"""
 
 import dagster as dg
 
+from evcharging.defs.warehouse.assets import FACT_EVENTS
+
+LANE = "evcharging/lane"
+RECONCILIATION = dg.AssetCheckKey(FACT_EVENTS, "reconciliation")
+
 publish_ingest_batches = dg.define_asset_job(
     "publish_ingest_batches", selection=dg.AssetSelection.assets("ingest_batch"),
-    description="Audit one ingest batch and merge it into main when its blocking checks pass.")
+    executor_def=dg.in_process_executor, tags={LANE: "publish"},
+    description="Audit ingest batches (one, or a range in order) and merge each into main when its blocking "
+                "checks pass.")
 
 refresh_lake_main = dg.define_asset_job(
-    "refresh_lake_main", selection=dg.AssetSelection.assets("lake_main").downstream(),
-    description="Record main's new head commit and load what it added into the warehouse.")
+    "refresh_lake_main",
+    selection=dg.AssetSelection.assets("lake_main").downstream() - dg.AssetSelection.checks(RECONCILIATION),
+    executor_def=dg.in_process_executor, tags={LANE: "refresh"},
+    description="Record main's head commit and load everything up to it into the warehouse (facts, then "
+                "dimensions and marts).")
+
+reconcile_warehouse = dg.define_asset_job(
+    "reconcile_warehouse", selection=dg.AssetSelection.checks(RECONCILIATION),
+    executor_def=dg.in_process_executor, tags={LANE: "reconcile"},
+    description="Reconcile each simulator run's manifest with the lake and the warehouse, from recorded counts.")
