@@ -9,14 +9,14 @@
 from __future__ import annotations
 
 import argparse
-import os
+import signal
 import sys
 from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.table import Table
 
-from evcharging.settings import PROJECT_DIR, MissingSettingError, Settings, load_settings
+from evcharging.settings import MissingSettingError, Settings, load_settings
 from evcharging.stack.process import StackError
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -66,25 +66,17 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(args.action)
 
 
-def dagster_env(settings: Settings) -> dict[str, str]:
-    """DAGSTER_HOME under the data directory, holding the project's dagster.yaml."""
-    home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    link = home / "dagster.yaml"
-    if not link.exists():
-        link.symlink_to(PROJECT_DIR / "dagster.yaml")
-    return {**os.environ, "DAGSTER_HOME": str(home)}
-
-
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    env = dagster_env(settings)
-    port = args.port or urlparse(settings.dagster_url).port or 3000
-    # `python -m dagster` from this interpreter: works whether or not the venv is activated.
-    argv = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", "127.0.0.1",
-            "-p", str(port)]
-    console.print(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={env['DAGSTER_HOME']})")
-    os.chdir(PROJECT_DIR)
-    os.execve(argv[0], argv, env)
+    from evcharging.dagster_dev import DagsterDev
+
+    dev = DagsterDev(settings, args.port or urlparse(settings.dagster_url).port or 3000)
+    console.print(f"Dagster UI: http://127.0.0.1:{dev.port}  (DAGSTER_HOME={dev.env['DAGSTER_HOME']}; Ctrl-C stops it)")
+    dev.start(_say)
+    try:
+        return dev.wait()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see main)
+        dev.stop(_say)
+        return 130
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,10 +85,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     _print_status(stack.up(settings, _say))
     settings = load_settings()  # with the secrets `up` generated on a first run
-    env = dagster_env(settings)
-    os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
     try:
-        return run_demo(settings, env, _say, vehicles=args.vehicles, hours=args.hours, seed=args.seed)
+        return run_demo(settings, _say, vehicles=args.vehicles, hours=args.hours, seed=args.seed)
     except DemoError as err:
         console.print(f"[red]demo failed:[/red] {err}")
         return 1
@@ -105,7 +95,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     from evcharging.resources.from_settings import warehouse_resource
 
-    with warehouse_resource(settings).connect() as wh:
+    # chDB admits one process at a time: while a load holds it, wait (saying so) rather than fail.
+    with warehouse_resource(settings).connect(on_wait=_say) as wh:
         frame = wh.query_df(args.query)
     Console(width=None if sys.stdout.isatty() else 160).print(frame.to_string(index=False, max_rows=args.max_rows))
     return 0
@@ -135,8 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: every command cleans up the same way
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args, load_settings())
     except (StackError, MissingSettingError) as err:

@@ -4,15 +4,16 @@
    dimensions into ClickHouse (materialized on the project's Dagster instance, so the UI shows them);
 2. the simulator emits a small simulated day to Kafka and publishes its run manifest;
 3. the stream drains the topic into lakeFS ingest branches (``--available-now``);
-4. `dagster dev` starts; its sensors audit and merge each ingest branch, then refresh lake_main
-   and the warehouse; the demo waits until ClickHouse holds every event of the run;
-5. a short summary is read from the warehouse, and `dagster dev` keeps serving until Ctrl-C.
+4. `dagster dev` (started before the simulator) audits and merges each ingest branch through its
+   sensors, then refreshes lake_main and the warehouse; the demo waits until ClickHouse holds every
+   event of the run and says how long that took after the simulator finished;
+5. a short summary is read from the warehouse, and `dagster dev` keeps serving until Ctrl-C (which
+   stops it, and any run in flight, within 20 s).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+from evcharging.dagster_dev import DagsterDev
 from evcharging.settings import PROJECT_DIR, Settings
 from simulator.events import RunManifest
 
@@ -132,21 +134,17 @@ def summary(settings: Settings, run_id: str) -> str:
     return "\n".join(lines)
 
 
-def serve_and_wait(settings: Settings, manifest: RunManifest, env: dict, say: Say, timeout: float = 1800) -> subprocess.Popen:
-    """Start `dagster dev` (its sensors do the publishing) and wait until ClickHouse has the whole run."""
-    port = urlparse(settings.dagster_url).port or 3000
-    log = settings.logs_dir / "dagster-dev.log"
-    with open(log, "ab") as out:  # its run logs are many; the demo's own lines stay readable
-        ui = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(port)], cwd=PROJECT_DIR,
-                              env=env, stdout=out, stderr=subprocess.STDOUT)
+def wait_until_loaded(settings: Settings, dev: DagsterDev, manifest: RunManifest, simulator_done: float, say: Say,
+                      timeout: float = 1800) -> None:
+    """Wait until `dagster dev`'s sensors have published and loaded the whole run into ClickHouse;
+    say how long that took from the simulator's end."""
     expected = sum(manifest.counts.values())
-    say(f"dagster dev: http://127.0.0.1:{port} (log {log}) — its sensors now audit, merge and load; waiting for "
-        f"{expected:,} events of run {manifest.run_id} in ClickHouse (up to {timeout / 60:.0f} min) …")
+    say(f"waiting for {expected:,} events of run {manifest.run_id} in ClickHouse (up to {timeout / 60:.0f} min) …")
     deadline, last = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
-        if ui.poll() is not None:
-            raise DemoError(f"dagster dev exited (code {ui.returncode})")
-        time.sleep(10)
+        if dev.proc.poll() is not None:
+            raise DemoError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")
+        time.sleep(2)
         settled, state = pipeline_settled(settings)
         if state != last:
             say(state)
@@ -156,25 +154,36 @@ def serve_and_wait(settings: Settings, manifest: RunManifest, env: dict, say: Sa
             if count != expected:
                 raise DemoError(f"the warehouse holds {count:,} events of run {manifest.run_id}, the simulator "
                                 f"emitted {expected:,}: see the reconciliation check in the UI")
-            say(f"warehouse: all {count:,} events of run {manifest.run_id}")
-            return ui
-    ui.send_signal(signal.SIGINT)
+            say(f"warehouse: all {count:,} events of run {manifest.run_id}, queryable "
+                f"{time.time() - simulator_done:.0f} s after the simulator finished")
+            return
     raise DemoError(f"the pipeline did not settle within {timeout:.0f} s ({last}); see the runs in the UI")
 
 
-def run_demo(settings: Settings, env: dict, say: Say, vehicles: int, hours: float, seed: int | None) -> int:
+def run_demo(settings: Settings, say: Say, vehicles: int, hours: float, seed: int | None) -> int:
     seed = seed if seed is not None else int(time.time()) % 1_000_000  # a new run each time: ids never clash
+    dev = DagsterDev(settings, urlparse(settings.dagster_url).port or 3000,
+                     log_file=settings.logs_dir / "dagster-dev.log")  # its run logs are many: the demo's lines stay readable
+    os.environ["DAGSTER_HOME"] = dev.env["DAGSTER_HOME"]  # the reference runs go to the instance the UI shows
     load_reference(settings, say)
-    manifest_path = settings.data_dir / "runs" / f"seed-{seed}.manifest.json"
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    manifest = simulate(settings, manifest_path, vehicles, hours, seed, say)
-    stream(settings, say)
-    ui = serve_and_wait(settings, manifest, env, say)
+    # `dagster dev` first: its sensors publish and load each batch while the simulator and the stream still work.
+    dev.start(say)
+    say(f"dagster dev: http://127.0.0.1:{dev.port} (log {dev.log_file}) — its sensors audit, merge and load")
+    try:
+        manifest_path = settings.data_dir / "runs" / f"seed-{seed}.manifest.json"
+        manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        manifest = simulate(settings, manifest_path, vehicles, hours, seed, say)
+        simulator_done = time.time()
+        stream(settings, say)
+        wait_until_loaded(settings, dev, manifest, simulator_done, say)
+    except BaseException:  # a failure or Ctrl-C: nothing of `dagster dev` is left running
+        dev.stop(say)
+        raise
     print(summary(settings, manifest.run_id), flush=True)
     say("your own SQL: evcharging sql \"SELECT … FROM evcharging.fact_charging_sessions FINAL\" "
-        "(while no Dagster step is running); Ctrl-C stops the UI, `evcharging stack down` the services")
+        "(it waits while a load holds the warehouse); Ctrl-C stops the UI, `evcharging stack down` the services")
     try:
-        return ui.wait()
+        return dev.wait()
     except KeyboardInterrupt:
-        ui.send_signal(signal.SIGINT)
-        return ui.wait(60)
+        dev.stop(say)
+        return 130

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     kafka_events_topic: str = "ev-charging-events"
     kafka_events_partitions: int = 4
     kafka_manifests_topic: str = "ev-run-manifests"
+    kafka_events_retention_hours: int = Field(168, description="How long Kafka keeps events (the manifests topic is compacted).")
 
     # --- MinIO (lakeFS's object store) ---------------------------------------------------------
     minio_endpoint: str = "http://127.0.0.1:9000"

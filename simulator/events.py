@@ -245,6 +245,10 @@ class RunManifest:
     interrupted: bool = False
     sink: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    # Per partition of the events topic, the offset of the run's last event as the broker acknowledged
+    # it (Kafka sink only): reconciliation tells "still on its way" from "lost" with it, without
+    # reading the topic again (whose early segments retention may have deleted).
+    kafka_last_offsets: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -145,6 +145,7 @@ class KafkaSink:
         self._pending: set[asyncio.Future] = set()
         self._error: BaseException | None = None
         self._partitioner = None
+        self.last_offsets: dict[int, int] = {}  # partition -> offset of the last acknowledged event
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -197,16 +198,23 @@ class KafkaSink:
     async def _send(self, partition: int) -> None:
         batch = self._batches.pop(partition)
         batch.close()
+        records = batch.record_count()
         future = await self._producer.send_batch(batch, self.events_topic, partition=partition)
         self._pending.add(future)
-        future.add_done_callback(self._delivered)
+        future.add_done_callback(lambda f: self._delivered(f, records))
         if self._error is not None:
             raise self._error
 
-    def _delivered(self, future: asyncio.Future) -> None:
+    def _delivered(self, future: asyncio.Future, records: int) -> None:
         self._pending.discard(future)
-        if self._error is None and not future.cancelled() and future.exception() is not None:
-            self._error = future.exception()  # raised by the next send or flush
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            self._error = self._error or future.exception()  # raised by the next send or flush
+            return
+        sent = future.result()  # the batch's first offset
+        last = sent.offset + records - 1
+        self.last_offsets[sent.partition] = max(last, self.last_offsets.get(sent.partition, -1))
 
     async def flush(self) -> None:
         """Send every partial batch and wait until the broker acknowledged everything."""
@@ -219,6 +227,7 @@ class KafkaSink:
             raise self._error
 
     async def publish_manifest(self, manifest: RunManifest) -> None:
+        manifest.kafka_last_offsets = {str(p): o for p, o in sorted(self.last_offsets.items())}
         await self._producer.send_and_wait(self.manifests_topic, manifest.to_json().encode(),
                                            key=manifest.run_id.encode())
 

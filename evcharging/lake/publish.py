@@ -28,7 +28,7 @@ class BatchPublication:
     """What happened to one batch: merged, blocked, or already on main from an earlier run."""
 
     branch: str
-    status: str  # "merged" | "blocked" | "already merged"
+    status: str  # "merged" | "blocked" | "already merged" | "blocked earlier" (not audited again)
     ingest_commit: str
     batch_id: str | None
     valid_rows: int
@@ -44,17 +44,23 @@ class BatchPublication:
 
 
 def publish_batch(lakefs: LakeFSResource, branch: str, reference: ReferenceIds, file_times: main_ids.FileTimes,
-                  max_quarantine_share: float, merge_metadata: dict[str, str]) -> BatchPublication:
+                  max_quarantine_share: float, merge_metadata: dict[str, str],
+                  reaudit_blocked: bool = True) -> BatchPublication:
     """Audit the batch on ``branch``; merge it into main (with ``merge_metadata`` and the check summary)
     when no check fails with severity ERROR, else record the failures on the branch and keep it.
 
-    A batch already merged is left as it is: re-running a publication changes nothing.
+    A batch already merged is left as it is: re-running a publication changes nothing. A batch whose
+    audit failed before is audited again only with ``reaudit_blocked`` (a partition materialized on
+    its own, by an operator who fixed the cause); a run over a range of batches passes it by.
     """
     commit = ingest.ingest_commit(lakefs, branch)
     result = BatchPublication(branch=commit.branch, status="already merged", ingest_commit=commit.commit_id,
                               batch_id=commit.metadata.get(f"{META}batch_id"), valid_rows=commit.valid_rows,
                               quarantined_rows=commit.quarantined_rows)
     if ingest.is_merged(lakefs, commit.commit_id):
+        return result
+    if not reaudit_blocked and lakefs.repo().branch(branch).get_commit().id != commit.commit_id:
+        result.status = "blocked earlier"  # its audit commit sits on top of the ingest commit
         return result
 
     events = ingest.read_events(lakefs, commit.commit_id, ingest.batch_event_files(lakefs, commit))

@@ -21,7 +21,8 @@ def lakefs_resource(s: Settings) -> LakeFSResource:
 
 def kafka_resource(s: Settings) -> KafkaResource:
     return KafkaResource(bootstrap_servers=s.kafka_bootstrap_servers, events_topic=s.kafka_events_topic,
-                         manifests_topic=s.kafka_manifests_topic, events_partitions=s.kafka_events_partitions)
+                         manifests_topic=s.kafka_manifests_topic, events_partitions=s.kafka_events_partitions,
+                         events_retention_hours=s.kafka_events_retention_hours)
 
 
 def minio_s3_client(s: Settings):

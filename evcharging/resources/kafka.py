@@ -21,18 +21,26 @@ async def list_topics(bootstrap_servers: str, request_timeout_ms: int = 5000) ->
         await admin.close()
 
 
-async def create_topics(bootstrap_servers: str, partitions_by_topic: dict[str, int]) -> list[str]:
-    """Create the topics that do not exist yet (replication 1: one broker locally); returns those created."""
+async def create_topics(bootstrap_servers: str, partitions_by_topic: dict[str, int],
+                        configs_by_topic: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """Create the topics that do not exist yet (replication 1: one broker locally) with their configs,
+    and set those configs on the ones that exist; returns the topics created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+    configs_by_topic = configs_by_topic or {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, num_partitions=n, replication_factor=1)
+        new = [NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=configs_by_topic.get(name, {}))
                for name, n in partitions_by_topic.items() if name not in existing]
         if new:
             await admin.create_topics(new)
+        old = [ConfigResource(ConfigResourceType.TOPIC, name, configs=configs_by_topic[name])
+               for name in partitions_by_topic if name in existing and configs_by_topic.get(name)]
+        if old:
+            await admin.alter_configs(old)
         return [t.name for t in new]
     finally:
         await admin.close()
@@ -45,8 +53,18 @@ class KafkaResource(dg.ConfigurableResource):
     events_topic: str = "ev-charging-events"
     manifests_topic: str = "ev-run-manifests"
     events_partitions: int = 4
+    events_retention_hours: int = 168
+
+    def topic_configs(self) -> dict[str, dict[str, str]]:
+        """Retention set explicitly rather than left to the broker's default: events are deleted after
+        ``events_retention_hours`` (nothing downstream re-reads them: reconciliation works from recorded
+        counts); manifests are compacted, so each run's newest manifest is kept for good."""
+        return {self.events_topic: {"cleanup.policy": "delete",
+                                    "retention.ms": str(self.events_retention_hours * 3_600_000)},
+                self.manifests_topic: {"cleanup.policy": "compact"}}
 
     async def ensure_topics(self) -> list[str]:
-        """Create the project's topics if missing; returns the ones created."""
+        """Create the project's topics if missing and set their retention; returns the ones created."""
         return await create_topics(self.bootstrap_servers,
-                                   {self.events_topic: self.events_partitions, self.manifests_topic: 1})
+                                   {self.events_topic: self.events_partitions, self.manifests_topic: 1},
+                                   self.topic_configs())

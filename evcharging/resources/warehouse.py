@@ -2,12 +2,16 @@
 
 The same SQL runs on both. chDB holds an exclusive lock on its directory for as long as a session
 is open, so every use goes through ``with warehouse.connect() as wh:`` and closes it at the end of
-the step; Dagster serialises the steps that open it with the ``warehouse`` pool (limit 1).
+the step; Dagster serialises the steps that open it with the ``warehouse`` pool (limit 1). Another
+process (`evcharging sql`, a step of another run) may hold it for a moment: opening waits for the
+lock — saying so once — rather than fail, for up to ``lock_wait_seconds``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fcntl
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -99,16 +103,20 @@ class WarehouseResource(dg.ConfigurableResource):
     lakefs_endpoint: str | None = Field(
         None, description="lakeFS's S3 gateway as the warehouse reaches it, when not at the lakeFS resource's endpoint.")
 
+    lock_wait_seconds: float = Field(
+        900, description="How long opening chDB waits for another process to release its directory lock.")
+
     @contextmanager
-    def connect(self) -> Iterator[WarehouseConnection]:
-        conn = self._open()
+    def connect(self, on_wait: Callable[[str], None] | None = None) -> Iterator[WarehouseConnection]:
+        """An open connection, closed on leaving. ``on_wait`` is told once if chDB's lock is held."""
+        conn = self._open(on_wait)
         try:
             conn.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             yield conn
         finally:
             conn.close()
 
-    def _open(self) -> WarehouseConnection:
+    def _open(self, on_wait: Callable[[str], None] | None) -> WarehouseConnection:
         if self.clickhouse_url:
             import clickhouse_connect
 
@@ -119,11 +127,36 @@ class WarehouseResource(dg.ConfigurableResource):
             return WarehouseConnection(server_client=client, lakefs_endpoint=self.lakefs_endpoint)
         from chdb import session
 
-        Path(self.chdb_path).mkdir(parents=True, exist_ok=True)
-        try:
-            return WarehouseConnection(chdb_session=session.Session(self.chdb_path))
-        except Exception as exc:  # chDB raises a bare RuntimeError on the directory lock
-            raise RuntimeError(
-                f"warehouse: cannot open chDB at {self.chdb_path} ({exc}); another process holds it — "
-                "only one process may open a chDB directory at a time"
-            ) from exc
+        path = Path(self.chdb_path)
+        path.mkdir(parents=True, exist_ok=True)
+        deadline, told = time.monotonic() + self.lock_wait_seconds, False
+        while True:
+            if not chdb_locked(path):
+                try:
+                    return WarehouseConnection(chdb_session=session.Session(str(path)))
+                except Exception as exc:  # chDB raises a bare RuntimeError, also when it lost a race for the lock
+                    if not chdb_locked(path):
+                        raise RuntimeError(f"warehouse: cannot open chDB at {path}: {exc}") from exc
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"warehouse: chDB at {path} stayed locked by another process for {self.lock_wait_seconds:.0f} s "
+                    "(only one process may open a chDB directory at a time: a Dagster step or `evcharging sql`)")
+            if on_wait and not told:
+                on_wait(f"the warehouse (chDB at {path}) is in use by another process, e.g. a running load: "
+                        f"waiting for it (up to {self.lock_wait_seconds:.0f} s)")
+                told = True
+            time.sleep(0.2)
+
+
+def chdb_locked(path: Path) -> bool:
+    """Whether another open chDB session holds ``path`` (ClickHouse ``flock``s ``<path>/status``)."""
+    try:
+        with open(path / "status", "rb") as status:
+            try:
+                fcntl.flock(status, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(status, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False

@@ -32,17 +32,20 @@ is never logged, and errors raised from it have the credentials masked.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from evcharging.contracts import lake_event_columns
 from evcharging.lake.main import LakeHistoryError, added_event_files
+from evcharging.warehouse.lineage import merged_batches, union_ranges
 from evcharging.warehouse.schema import ensure_tables, event_column_types, qualified
 
 __all__ = [
     "EVENT_FILES_PER_INSERT", "EventLoadError", "LakeHistoryError", "LoadReport", "event_insert_sql",
-    "last_loaded_commit", "load_event_files", "load_lake_commit", "loaded", "record_load", "sessionize",
+    "SessionsReport", "last_loaded_commit", "load_event_files", "load_lake_commit", "load_log", "loaded", "record_load",
+    "sessionize", "sessionize_pending", "unsessionized_commits",
 ]  # fmt: skip
 
 # Files per INSERT: bounds the SQL (about 0.8 kB a file; ClickHouse parses at most max_query_size,
@@ -57,7 +60,9 @@ class LoadReport:
     they wrote to ``fact_charging_events`` — the same number, as nothing is filtered or deduplicated
     on the way (duplicates collapse in the table, see the module docstring). ``sessions_loaded``:
     completed-session rows written (a session touched twice is written twice and collapses).
-    The ``*_seconds`` are wall-clock times of the two phases (0 for a report read from ``load_log``)."""
+    The ``*_seconds`` are wall-clock times of the two phases (0 for a report read from ``load_log``).
+    ``batches`` … ``dropped``: the ingest batches merged into main between the two commits, as their
+    merge commits recorded them (Kafka records and offset ranges, events, quarantined, dropped copies)."""
 
     commit: str
     previous_commit: str | None
@@ -68,6 +73,13 @@ class LoadReport:
     already_loaded: bool = False
     events_seconds: float = 0.0
     sessions_seconds: float = 0.0
+    # What the merge commits between the two commits recorded (evcharging.warehouse.lineage).
+    batches: int = 0
+    kafka_records: int = 0
+    kafka_ranges: str = "{}"
+    lake_events: int = 0
+    quarantined: int = 0
+    dropped: int = 0
 
     def metadata(self) -> dict:
         return {k: ("" if v is None else v) for k, v in asdict(self).items()}
@@ -87,23 +99,33 @@ def last_loaded_commit(wh, database: str) -> str | None:
     return rows[0][0] if rows else None
 
 
+_COUNTS = ("files", "events_read", "events_loaded", "sessions_loaded", "batches", "kafka_records", "lake_events",
+           "quarantined", "dropped")
+
+
 def loaded(wh, database: str, commit: str) -> LoadReport | None:
     """The record of an earlier load of ``commit``, or None."""
-    rows = wh.query_rows(
-        "SELECT commit_id, previous_commit, files, events_read, events_loaded, sessions_loaded "
-        f"FROM {qualified(database, 'load_log')} FINAL WHERE commit_id = {_sql_str(commit)}")
-    if not rows:
-        return None
-    c, prev, files, read, events, sessions = rows[0]
-    return LoadReport(c, prev or None, int(files), int(read), int(events), int(sessions), already_loaded=True)
+    rows = load_log(wh, database, f"commit_id = {_sql_str(commit)}")
+    return rows[0] if rows else None
+
+
+def load_log(wh, database: str, where: str = "1") -> list[LoadReport]:
+    """The loads recorded in ``load_log`` (``where``: an SQL condition), oldest first."""
+    rows = wh.query_df(
+        f"SELECT commit_id, previous_commit, kafka_ranges, {', '.join(_COUNTS)} "
+        f"FROM {qualified(database, 'load_log')} FINAL WHERE {where} ORDER BY loaded_at, commit_id")
+    return [LoadReport(commit=r.commit_id, previous_commit=r.previous_commit or None, kafka_ranges=r.kafka_ranges or "{}",
+                       already_loaded=True, **{k: int(getattr(r, k)) for k in _COUNTS})
+            for r in rows.itertuples(index=False)]
 
 
 def record_load(wh, database: str, report: LoadReport) -> None:
+    counts = ", ".join(str(getattr(report, k)) for k in _COUNTS)
     wh.command(
         f"INSERT INTO {qualified(database, 'load_log')} "
-        "(commit_id, previous_commit, files, events_read, events_loaded, sessions_loaded, loaded_at) VALUES "
-        f"({_sql_str(report.commit)}, {_sql_str(report.previous_commit or '')}, {report.files}, "
-        f"{report.events_read}, {report.events_loaded}, {report.sessions_loaded}, now64(3, 'UTC'))")
+        f"(commit_id, previous_commit, kafka_ranges, {', '.join(_COUNTS)}, loaded_at) VALUES "
+        f"({_sql_str(report.commit)}, {_sql_str(report.previous_commit or '')}, {_sql_str(report.kafka_ranges)}, "
+        f"{counts}, now64(3, 'UTC'))")
 
 
 # --- phase 1: events, ClickHouse reading the lake files -------------------------------------------
@@ -195,23 +217,24 @@ def load_event_files(wh, database: str, lakefs, commit: str, paths: list[str],
 
 # --- phase 2: sessions, Spark summarising the warehouse's events ------------------------------------
 
-def _session_events_sql(database: str, commit: str) -> str:
+def _session_events_sql(database: str, commits: str | list[str]) -> str:
     events = qualified(database, "fact_charging_events")
     casts = {"contract_version": "toInt64(contract_version)", "seq": "toInt64(seq)",
              "kafka_partition": "toInt32(kafka_partition)", "vehicle_model_id": "nullIf(vehicle_model_id, '')"}
     columns = ", ".join(f"{casts.get(n, f'`{n}`')} AS `{n}`" for n, _ in event_column_types() if n != "load_commit")
-    # Sessions touched by this load that have ended (in this load or an earlier one).
+    loads = ", ".join(_sql_str(c) for c in ([commits] if isinstance(commits, str) else commits))
+    # Sessions touched by these loads that have ended (in one of them or an earlier one).
     return f"""
 SELECT {columns} FROM {events} FINAL
 WHERE session_id IN (
     SELECT session_id FROM {events}
-    WHERE session_id IN (SELECT session_id FROM {events} WHERE load_commit = {_sql_str(commit)})
+    WHERE session_id IN (SELECT session_id FROM {events} WHERE load_commit IN ({loads}))
     GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0)"""
 
 
-def sessionize(wh, database: str, spark, commit: str) -> int:
-    """(Re)write ``fact_charging_sessions`` for the sessions the events of ``commit`` touched that
-    have ended; return the number of session rows written.
+def sessionize(wh, database: str, spark, commits: str | list[str]) -> int:
+    """(Re)write ``fact_charging_sessions`` for the sessions the events of ``commits`` (the loads'
+    commits) touched that have ended; return the number of session rows written.
 
     Their events come from the warehouse as Arrow (timestamps stay ms-exact, UInt columns are cast to
     the signed types the transform expects, LowCardinality arrives as plain strings), Spark
@@ -220,7 +243,8 @@ def sessionize(wh, database: str, spark, commit: str) -> int:
 
     from evcharging.transforms.sessions import charging_sessions
 
-    events = wh.query_arrow(_session_events_sql(database, commit))
+    commit = commits if isinstance(commits, str) else commits[-1]
+    events = wh.query_arrow(_session_events_sql(database, commits))
     if not events.num_rows:
         return 0
     session_events = spark.createDataFrame(events)
@@ -237,7 +261,8 @@ def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload:
     """Bring the warehouse facts up to lakeFS commit ``commit`` (see the module docstring).
 
     ``spark`` is a SparkSession or a callable returning one: it is called only if the commit added
-    event files, so an already-loaded commit or an empty diff starts no JVM."""
+    event files, so an already-loaded commit or an empty diff starts no JVM. With ``spark=None``
+    only the events are loaded; :func:`sessionize_pending` summarises their sessions later."""
     ensure_tables(wh, database)
     done = loaded(wh, database, commit)
     if done and not full_reload:
@@ -253,12 +278,62 @@ def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload:
         log(f"ClickHouse loaded {events_loaded} events from {len(paths)} files in {events_s:.1f} s")
     started = time.monotonic()
     sessions_loaded = 0
-    if paths:
+    if paths and spark is not None:
         sessions_loaded = sessionize(wh, database, spark() if callable(spark) else spark, commit)
     sessions_s = time.monotonic() - started
-    if log and paths:
+    if log and paths and spark is not None:
         log(f"Spark wrote {sessions_loaded} completed sessions in {sessions_s:.1f} s")
+    batches = merged_batches(lakefs.repo(), previous, commit)
     report = LoadReport(commit, previous, len(paths), read, events_loaded, sessions_loaded,
-                        events_seconds=round(events_s, 3), sessions_seconds=round(sessions_s, 3))
+                        events_seconds=round(events_s, 3), sessions_seconds=round(sessions_s, 3),
+                        batches=len(batches), kafka_records=sum(b.kafka_records for b in batches),
+                        kafka_ranges=json.dumps(union_ranges(*(b.ranges for b in batches)), sort_keys=True),
+                        lake_events=sum(b.valid_rows for b in batches),
+                        quarantined=sum(b.quarantined_rows for b in batches),
+                        dropped=sum(b.dropped_rows for b in batches))
     record_load(wh, database, report)
+    if spark is not None:
+        record_sessionized(wh, database, [commit], sessions_loaded)
     return report
+
+
+# --- sessions of loads made without them ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SessionsReport:
+    commits: list[str]  # the loads whose sessions were summarised, oldest first
+    sessions_loaded: int
+    seconds: float
+
+
+def unsessionized_commits(wh, database: str) -> list[str]:
+    """Loaded commits whose sessions are not summarised yet, oldest first."""
+    rows = wh.query_rows(
+        f"SELECT commit_id FROM {qualified(database, 'load_log')} FINAL "
+        f"WHERE commit_id NOT IN (SELECT commit_id FROM {qualified(database, 'session_log')}) "
+        "ORDER BY loaded_at, commit_id")
+    return [r[0] for r in rows]
+
+
+def record_sessionized(wh, database: str, commits: list[str], sessions: int) -> None:
+    values = ", ".join(f"({_sql_str(c)}, {sessions if i == len(commits) - 1 else 0}, now64(3, 'UTC'))"
+                       for i, c in enumerate(commits))
+    wh.command(f"INSERT INTO {qualified(database, 'session_log')} (commit_id, sessions_loaded, sessionized_at) "
+               f"VALUES {values}")
+
+
+def sessionize_pending(wh, database: str, spark, log=None) -> SessionsReport:
+    """Summarise the sessions of every load not summarised yet, in one Spark pass (``spark`` as in
+    :func:`load_lake_commit`: started only when there is something to do). Recorded last in
+    ``session_log``: a crash before it repeats the pass, whose rows collapse under ``FINAL``."""
+    ensure_tables(wh, database)
+    commits = unsessionized_commits(wh, database)
+    if not commits:
+        return SessionsReport([], 0, 0.0)
+    started = time.monotonic()
+    written = sessionize(wh, database, spark() if callable(spark) else spark, commits)
+    seconds = time.monotonic() - started
+    record_sessionized(wh, database, commits, written)
+    if log:
+        log(f"Spark wrote {written} completed sessions for {len(commits)} loads in {seconds:.1f} s")
+    return SessionsReport(commits, written, round(seconds, 3))

@@ -1,40 +1,43 @@
-"""Reconciliation: per simulator run, the run manifest's counts against Kafka, lakeFS and ClickHouse.
+"""Reconciliation from recorded counts: each simulator run's manifest against the warehouse, and the
+chain Kafka → lake → warehouse load by load.
 
-Each stage is counted independently, per run and event type, as rows *and* distinct event ids (a
-doubled event shows as rows > distinct, a lost one as fewer than the manifest), plus completed
-sessions. :func:`reconcile` compares them with the manifest; any difference is reported.
+Nothing here re-reads the events topic or the lake, so it costs the same on the thousandth run as
+on the first and stays right after Kafka's retention deleted old segments:
 
-A run may still be on its way: the lake is counted at the commit the warehouse last loaded, and a
-lake deficit counts as *in flight* (not a loss) while that commit has not yet reached the run's last
-Kafka offset in some partition (its position there = the highest offset among its events and
-quarantined records). Everything else — a Kafka count off the manifest, any excess, a deficit after
-the lake has passed the run's offsets, the warehouse differing from a lake that has everything — is
-a mismatch.
+* **per load** (``load_log``, written by each warehouse load from the merge commits it spans, see
+  :mod:`evcharging.warehouse.lineage`): the Kafka records its batches consumed are all accounted
+  for (events + quarantined + copies dropped), and the warehouse loaded exactly the events those
+  batches published;
+* **per Kafka partition**, over all loads: no offset published twice; offsets not yet published
+  (a batch still waiting or blocked) leave the runs after them *in flight*, not lost;
+* **per run**: the manifest's counts per event type (rows and distinct event ids) and completed
+  sessions against the ClickHouse facts. A deficit is *in flight* while main has not contiguously
+  reached the run's last offsets (the manifest records them), else a loss; any excess is a double.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from evcharging.warehouse.lineage import contiguous_end, holes, overlaps, union_ranges
 from simulator.events import EVENT_TYPES, RunManifest
 
 __all__ = [
-    "Difference", "Reconciliation", "StageCounts", "count_events", "kafka_stage", "lake_stage",
-    "latest_manifests", "reconcile", "warehouse_stage",
+    "Difference", "Reconciliation", "StageCounts", "caught_up", "latest_manifests", "reconcile",
+    "warehouse_stage",
 ]  # fmt: skip
-
-STAGES = ("kafka", "lake", "warehouse")
 
 
 @dataclass
 class StageCounts:
-    """One stage's counts for one run."""
+    """The warehouse's counts for one run."""
 
     rows: dict[str, int] = field(default_factory=dict)  # event type -> rows
     distinct: dict[str, int] = field(default_factory=dict)  # event type -> distinct event ids
-    sessions_completed: int = 0  # distinct sessions with a session_ended event (warehouse: fact rows)
-    session_rows: int | None = None  # warehouse only: rows of fact_charging_sessions
+    sessions_completed: int = 0  # distinct sessions in fact_charging_sessions
+    session_rows: int = 0  # rows of fact_charging_sessions
 
     @property
     def total(self) -> int:
@@ -43,16 +46,15 @@ class StageCounts:
 
 @dataclass(frozen=True)
 class Difference:
-    run_id: str
-    stage: str
+    subject: str  # "run <id>", "load <commit>" or "kafka <topic:partition>"
     measure: str
     expected: int
     actual: int
     in_flight: bool = False
 
     def __str__(self) -> str:
-        note = " (in flight: the lake has not reached this run's Kafka offsets yet)" if self.in_flight else ""
-        return f"run {self.run_id}: {self.stage} {self.measure} = {self.actual}, manifest says {self.expected}{note}"
+        note = " (in flight: main has not reached this run's last Kafka offsets yet)" if self.in_flight else ""
+        return f"{self.subject}: {self.measure} = {self.actual}, expected {self.expected}{note}"
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Reconciliation:
     runs: list[dict]
     differences: list[Difference]
     runs_without_manifest: list[str]
+    loads: int = 0
+    unpublished: dict[str, list[list[int]]] = field(default_factory=dict)  # offsets not (yet) on main
 
     @property
     def passed(self) -> bool:
@@ -72,166 +76,132 @@ class Reconciliation:
     def markdown(self) -> str:
         from evcharging.warehouse.tables import markdown_table
 
-        cols = ["run_id", "status", "manifest events", *[f"{s} events" for s in STAGES],
-                "manifest sessions", *[f"{s} sessions" for s in STAGES]]
+        cols = ["run_id", "status", "manifest events", "warehouse events", "manifest sessions",
+                "warehouse sessions", "main reached its offsets"]
         table = markdown_table(cols, [[r[c] for c in cols] for r in self.runs])
+        if self.unpublished:
+            table += "\n**Kafka offsets not on main yet** (batches waiting or blocked): " + ", ".join(
+                f"{k} {lo}–{hi - 1}" for k, spans in self.unpublished.items() for lo, hi in spans[:5]) + "\n"
         if self.differences:
             table += "\n**Differences**\n\n" + "".join(f"- {d}\n" for d in self.differences[:50])
         return table
 
 
-def _measures(m: RunManifest) -> dict[str, int]:
-    """What the manifest says, per measure."""
-    out = {f"{t} events": int(m.counts.get(t, 0)) for t in EVENT_TYPES}
-    out["events_total"] = int(m.events_total)
-    out["sessions_completed"] = int(m.sessions_completed)
-    return out
-
-
-def _stage_measures(c: StageCounts) -> dict[str, int]:
+def _expected(m: RunManifest) -> dict[str, int]:
     out = {}
     for t in EVENT_TYPES:
-        out[f"{t} events"] = c.rows.get(t, 0)
-        out[f"{t} distinct event ids"] = c.distinct.get(t, 0)
-    out["events_total"] = c.total
-    out["sessions_completed"] = c.sessions_completed
-    if c.session_rows is not None:
-        out["session rows"] = c.session_rows
+        out[f"{t} events"] = out[f"{t} distinct event ids"] = int(m.counts.get(t, 0))
+    out["events_total"] = int(m.events_total)
+    out["sessions_completed"] = out["session rows"] = int(m.sessions_completed)
     return out
 
 
-def _expected_for(measure: str, expected: dict[str, int]) -> int:
-    if measure.endswith(" distinct event ids"):
-        return expected[measure.replace(" distinct event ids", " events")]
-    if measure == "session rows":
-        return expected["sessions_completed"]
-    return expected[measure]
+def _actual(c: StageCounts) -> dict[str, int]:
+    out = {}
+    for t in EVENT_TYPES:
+        out[f"{t} events"], out[f"{t} distinct event ids"] = c.rows.get(t, 0), c.distinct.get(t, 0)
+    out["events_total"] = c.total
+    out["sessions_completed"], out["session rows"] = c.sessions_completed, c.session_rows
+    return out
 
 
-def reconcile(manifests: dict[str, RunManifest], stages: dict[str, dict[str, StageCounts]],
-              lake_caught_up: dict[str, bool] | None = None) -> Reconciliation:
-    """Compare each run's manifest with every stage's counts (``stages[stage][run_id]``).
+def _load_differences(loads) -> list[Difference]:
+    """Per load: Kafka records all accounted for, and the warehouse loaded what the lake published."""
+    out = []
+    for load in loads:
+        subject = f"load {load.commit[:12]}"
+        accounted = load.lake_events + load.quarantined + load.dropped
+        if load.kafka_records != accounted:
+            out.append(Difference(subject, "Kafka records consumed vs events + quarantined + dropped copies",
+                                  load.kafka_records, accounted))
+        if load.events_loaded != load.lake_events:
+            out.append(Difference(subject, "events loaded into ClickHouse vs events its batches published",
+                                  load.lake_events, load.events_loaded))
+    return out
 
-    ``lake_caught_up[run_id]`` says whether the lake (as the warehouse last loaded it) has passed the
-    run's last Kafka offsets; a deficit downstream of Kafka is in flight while it has not. Runs
-    missing from it count as caught up (strict).
-    """
-    lake_caught_up = lake_caught_up or {}
-    differences: list[Difference] = []
-    summary: list[dict] = []
+
+def caught_up(manifests: dict[str, RunManifest], ranges: dict, events_topic: str) -> dict[str, bool]:
+    """Per run: has main contiguously consumed every partition past the run's last event?"""
+    return {run: all(contiguous_end(ranges.get(f"{events_topic}:{p}", [])) > int(o)
+                     for p, o in m.kafka_last_offsets.items())
+            for run, m in manifests.items()}
+
+
+def reconcile(manifests: dict[str, RunManifest], warehouse: dict[str, StageCounts], loads, events_topic: str
+              ) -> Reconciliation:
+    """Compare every run's manifest with the warehouse, and check each load's chain (see the module
+    docstring). ``loads``: :class:`evcharging.warehouse.load.LoadReport` rows of ``load_log``."""
+    ranges = union_ranges(*(json.loads(load.kafka_ranges) for load in loads))
+    differences = _load_differences(loads)
+    for key, spans in overlaps(ranges).items():
+        differences.append(Difference(f"kafka {key}", f"offsets published twice {spans[:3]}", 0,
+                                      sum(hi - lo for lo, hi in spans)))
+    reached = caught_up(manifests, ranges, events_topic)
+    summary = []
     for run_id in sorted(manifests):
-        expected = _measures(manifests[run_id])
-        row = {"run_id": run_id, "manifest events": expected["events_total"],
-               "manifest sessions": expected["sessions_completed"]}
-        run_diffs: list[Difference] = []
-        for stage in STAGES:
-            counts = stages.get(stage, {}).get(run_id, StageCounts())
-            row[f"{stage} events"] = counts.total
-            row[f"{stage} sessions"] = counts.sessions_completed
-            for measure, actual in _stage_measures(counts).items():
-                want = _expected_for(measure, expected)
-                if actual != want:
-                    in_flight = stage != "kafka" and actual < want and not lake_caught_up.get(run_id, True)
-                    run_diffs.append(Difference(run_id, stage, measure, want, actual, in_flight))
-        row["status"] = ("exact" if not run_diffs else
-                         "in flight" if all(d.in_flight for d in run_diffs) else "MISMATCH")
+        want, got = _expected(manifests[run_id]), _actual(warehouse.get(run_id, StageCounts()))
+        run_diffs = [Difference(f"run {run_id}", f"warehouse {measure}", want[measure], got[measure],
+                                in_flight=got[measure] < want[measure] and not reached[run_id])
+                     for measure in want if got[measure] != want[measure]]
         differences += run_diffs
-        summary.append(row)
-    seen = {run for per_run in stages.values() for run in per_run}
-    return Reconciliation(summary, differences, sorted(seen - set(manifests)))
+        summary.append({
+            "run_id": run_id, "manifest events": want["events_total"], "warehouse events": got["events_total"],
+            "manifest sessions": want["sessions_completed"], "warehouse sessions": got["sessions_completed"],
+            "main reached its offsets": "yes" if reached[run_id] else "not yet",
+            "status": "exact" if not run_diffs else "in flight" if all(d.in_flight for d in run_diffs) else "MISMATCH"})
+    return Reconciliation(summary, differences, sorted(set(warehouse) - set(manifests)), loads=len(loads),
+                          unpublished=holes(ranges))
 
 
-# --- counting each stage -------------------------------------------------------------------------
+# --- what is recorded ------------------------------------------------------------------------------
 
-def count_events(df) -> tuple[dict[str, StageCounts], dict[str, dict[int, int]]]:
-    """Spark rows with run_id, event_type, event_id, session_id, partition, offset → per run: counts,
-    and the highest Kafka offset per partition."""
-    from pyspark.sql import functions as F
+async def latest_manifests(bootstrap_servers: str, topic: str, timeout_s: float = 30) -> dict[str, RunManifest]:
+    """The newest manifest per run from the manifests topic (keyed and compacted by run id: a re-sent
+    run's manifest replaces the first). Reads from the start to the end offsets seen on opening."""
+    import asyncio
 
-    per_type = (df.groupBy("run_id", "event_type")
-                .agg(F.count(F.lit(1)).alias("rows"), F.count_distinct("event_id").alias("distinct")).collect())
-    sessions = (df.where(F.col("event_type") == "session_ended").groupBy("run_id")
-                .agg(F.count_distinct("session_id").alias("sessions")).collect())
-    offsets = df.groupBy("run_id", "partition").agg(F.max("offset").alias("offset")).collect()
-    counts: dict[str, StageCounts] = defaultdict(StageCounts)
-    for r in per_type:
-        counts[r.run_id].rows[r.event_type] = int(r.rows)
-        counts[r.run_id].distinct[r.event_type] = int(r.distinct)
-    for r in sessions:
-        counts[r.run_id].sessions_completed = int(r.sessions)
-    last: dict[str, dict[int, int]] = defaultdict(dict)
-    for r in offsets:
-        last[r.run_id][int(r.partition)] = int(r.offset)
-    return dict(counts), dict(last)
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-
-def _kafka_frame(spark, bootstrap: str, topic: str):
-    return (spark.read.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("subscribe", topic)
-            .option("startingOffsets", "earliest").option("endingOffsets", "latest").load())
-
-
-def kafka_stage(spark, bootstrap: str, topic: str):
-    """Counts of the events topic as produced (each record parsed for its run, type, id, session)."""
-    from pyspark.sql import functions as F
-
-    raw = _kafka_frame(spark, bootstrap, topic)
-    value = F.col("value").cast("string")
-    df = raw.select(*[F.get_json_object(value, f"$.{k}").alias(k) for k in ("run_id", "event_type", "event_id",
-                                                                           "session_id")],
-                    "partition", "offset")
-    return count_events(df.where(F.col("run_id").isNotNull()))
-
-
-def latest_manifests(spark, bootstrap: str, topic: str) -> dict[str, RunManifest]:
-    """The newest manifest per run (the topic is keyed by run_id; a rerun's manifest replaces one)."""
-    from pyspark.sql import functions as F
-
-    raw = _kafka_frame(spark, bootstrap, topic)
-    rows = (raw.select(F.col("key").cast("string").alias("k"), F.col("value").cast("string").alias("v"),
-                       F.struct("timestamp", "partition", "offset").alias("pos"))
-            .groupBy("k").agg(F.max_by("v", "pos").alias("v")).collect())
-    manifests = {}
-    for r in rows:
-        if r.v:
-            m = RunManifest.from_json(r.v)
-            manifests[m.run_id] = m
-    return manifests
-
-
-def lake_stage(spark, lakefs, ref: str):
-    """Counts of the lake's events at ``ref``, and its Kafka position per partition (events and
-    quarantined records both advance it)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.utils import AnalysisException
-
-    from evcharging.contracts import LAKE_EVENTS_PATH, QUARANTINE_PATH
-
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest", request_timeout_ms=int(timeout_s * 1000))
+    await consumer.start()
     try:
-        events = spark.read.parquet(lakefs.s3a_uri(ref, LAKE_EVENTS_PATH))
-    except AnalysisException:  # no events on the lake yet
-        return {}, {}, {}
-    df = events.select("run_id", "event_type", "event_id", "session_id",
-                       F.col("kafka_partition").alias("partition"), F.col("kafka_offset").alias("offset"))
-    counts, run_offsets = count_events(df)
-    positions = {int(r.partition): int(r.offset)
-                 for r in df.groupBy("partition").agg(F.max("offset").alias("offset")).collect()}
+        partitions = [TopicPartition(topic, p) for p in await _partitions(bootstrap_servers, topic)]
+        if not partitions:
+            raise RuntimeError(f"Kafka topic {topic!r} (EVCHARGING_KAFKA_MANIFESTS_TOPIC) does not exist")
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        manifests: dict[str, RunManifest] = {}
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        async with asyncio.timeout(timeout_s):
+            while remaining:
+                for tp, records in (await consumer.getmany(*remaining, timeout_ms=1000)).items():
+                    for record in records:
+                        if record.value:
+                            manifest = RunManifest.from_json(record.value)
+                            manifests[manifest.run_id] = manifest
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+        return manifests
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(bootstrap_servers: str, topic: str) -> list[int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
     try:
-        quarantined = spark.read.parquet(lakefs.s3a_uri(ref, QUARANTINE_PATH))
-        for r in quarantined.groupBy("kafka_partition").agg(F.max("kafka_offset").alias("o")).collect():
-            positions[int(r.kafka_partition)] = max(positions.get(int(r.kafka_partition), -1), int(r.o))
-    except AnalysisException:
-        pass
-    return counts, run_offsets, positions
-
-
-def caught_up(kafka_run_offsets: dict[str, dict[int, int]], lake_positions: dict[int, int]) -> dict[str, bool]:
-    """Per run: has the lake consumed every partition past the run's last record?"""
-    return {run: all(lake_positions.get(p, -1) >= o for p, o in parts.items())
-            for run, parts in kafka_run_offsets.items()}
+        [described] = await admin.describe_topics([topic])
+        return sorted(p["partition"] for p in described.get("partitions", []))
+    finally:
+        await admin.close()
 
 
 def warehouse_stage(wh, database: str) -> dict[str, StageCounts]:
-    """Counts of the warehouse facts as readers see them (``FINAL``)."""
+    """The warehouse facts' counts per run, as readers see them (``FINAL``)."""
     from evcharging.warehouse.schema import qualified
 
     counts: dict[str, StageCounts] = defaultdict(StageCounts)
@@ -245,7 +215,4 @@ def warehouse_stage(wh, database: str) -> dict[str, StageCounts]:
             f"FROM {qualified(database, 'fact_charging_sessions')} FINAL GROUP BY run_id"):
         counts[run].sessions_completed = int(distinct)
         counts[run].session_rows = int(rows)
-    for c in counts.values():
-        if c.session_rows is None:
-            c.session_rows = 0
     return dict(counts)

@@ -65,17 +65,27 @@ SESSION_COLUMN_TYPES = [
     ("queued_at", "DateTime64(3, 'UTC')"), ("event_count", "UInt32"), ("load_commit", "String"),
 ]  # fmt: skip
 
+# One row per load: the commits it spans, what it loaded, and what the merge commits in between
+# recorded (batches, Kafka records and their offset ranges as JSON, events, quarantined, dropped
+# copies): reconciliation reads only these (see evcharging.warehouse.lineage).
+LOAD_LOG_COLUMNS = [
+    ("commit_id", "String"), ("previous_commit", "String"), ("files", "UInt32"), ("events_read", "UInt64"),
+    ("events_loaded", "UInt64"), ("sessions_loaded", "UInt64"), ("loaded_at", "DateTime64(3, 'UTC')"),
+    ("batches", "UInt32"), ("kafka_records", "UInt64"), ("kafka_ranges", "String"), ("lake_events", "UInt64"),
+    ("quarantined", "UInt64"), ("dropped", "UInt64"),
+]  # fmt: skip
+
 # name -> CREATE TABLE body after the name: "(columns) ENGINE … ORDER BY …"
 TABLES: dict[str, str] = {
-    "load_log": """(
-    commit_id String,
-    previous_commit String,
-    files UInt32,
-    events_read UInt64,
-    events_loaded UInt64,
-    sessions_loaded UInt64,
-    loaded_at DateTime64(3, 'UTC')
+    "load_log": f"""(
+    {_columns(LOAD_LOG_COLUMNS)}
 ) ENGINE = ReplacingMergeTree(loaded_at) ORDER BY commit_id""",
+    # The loads whose sessions are summarised (a separate, later step: see load.sessionize_pending).
+    "session_log": """(
+    commit_id String,
+    sessions_loaded UInt64,
+    sessionized_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(sessionized_at) ORDER BY commit_id""",
     "fact_charging_events": f"""(
     {_columns(event_column_types())},
     INDEX idx_session session_id TYPE bloom_filter GRANULARITY 4,
@@ -182,12 +192,18 @@ def ensure_tables(wh, database: str) -> None:
     wh.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     for name, body in TABLES.items():
         wh.command(f"CREATE TABLE IF NOT EXISTS {qualified(database, name)} {body}")
-    table = qualified(database, "fact_charging_events")
+    for name, columns in (("fact_charging_events", event_column_types()), ("load_log", LOAD_LOG_COLUMNS)):
+        _add_missing_columns(wh, database, name, columns)
+
+
+def _add_missing_columns(wh, database: str, name: str, columns: list[tuple[str, str]]) -> None:
+    """Add the columns a newer version of the project introduced, each after its predecessor."""
+    table = qualified(database, name)
     existing = {r[0] for r in wh.query_rows(
-        f"SELECT name FROM system.columns WHERE database = '{database}' AND table = 'fact_charging_events'")}
+        f"SELECT name FROM system.columns WHERE database = '{database}' AND table = '{name}'")}
     previous = None
-    for name, ch_type in event_column_types():
-        if name not in existing:
+    for column, ch_type in columns:
+        if column not in existing:
             after = f" AFTER `{previous}`" if previous else " FIRST"
-            wh.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{name}` {ch_type}{after}")
-        previous = name
+            wh.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS `{column}` {ch_type}{after}")
+        previous = column

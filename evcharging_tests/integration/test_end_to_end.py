@@ -2,7 +2,9 @@
 Spark transform → ClickHouse, reconciled exactly against the simulator's manifest.
 
 The stream is killed with SIGKILL in the middle of the run and restarted, and the warehouse is
-refreshed twice; every event and every completed session still arrives exactly once. The run uses
+refreshed twice; every event and every completed session still arrives exactly once. Once Kafka
+has deleted the run's records (as retention would), reconciliation still passes, and it fails when
+one event goes missing from the warehouse. The run uses
 its own topics, lakeFS repository, MongoDB database, stream name and chDB directory.
 """
 
@@ -18,6 +20,7 @@ import pytest
 
 from evcharging.definitions import defs
 from evcharging.defs.lake.sensors import ingest_commits, main_commits
+from evcharging.lake.ingest import branch_for_tag
 from evcharging.resources.from_settings import lakefs_resource, resources
 from evcharging.settings import PROJECT_DIR, load_settings
 from evcharging.streaming.batches import TAG_PREFIX
@@ -109,7 +112,8 @@ def test_simulated_run_reaches_clickhouse_exactly_once(e2e, tmp_path):
     tags = [t.id for t in repo.tags(prefix=f"{TAG_PREFIX}{settings.stream_name}-")]
     assert len(tags) >= 4
     cursor, publish_runs = _run_sensor_requests(ingest_commits, instance, settings, None)
-    assert json.loads(cursor)["requested"] == tags[-1] and len(publish_runs) == 1  # one run for the range
+    assert json.loads(cursor) == {"seen": tags[-1], "requested": branch_for_tag(tags[-1])}
+    assert len(publish_runs) == 1  # one run for the range of batches
     assert all(run.success for run in publish_runs), [r.run_id for r in publish_runs if not r.success]
     assert not list(repo.branches(prefix=f"ingest-{settings.stream_name}-")), "every batch merged and cleaned up"
 
@@ -117,8 +121,10 @@ def test_simulated_run_reaches_clickhouse_exactly_once(e2e, tmp_path):
     for attempt in range(2):
         _, refresh_runs = _run_sensor_requests(main_commits, instance, settings, None)
         assert [r.success for r in refresh_runs] == [True], attempt
-        reconcile = definitions.resolve_job_def("reconcile_warehouse").execute_in_process(instance=instance)
-        reconciliation = _checks([reconcile])["reconciliation"]
+        for job in ("refresh_sessions", "reconcile_warehouse"):  # as their sensors start them, after the refresh
+            follow_up = definitions.resolve_job_def(job).execute_in_process(instance=instance)
+            assert follow_up.success, job
+        reconciliation = _checks([follow_up])["reconciliation"]
         assert reconciliation.passed, reconciliation.description
         per_type, distinct, sessions = _warehouse_counts(settings, manifest.run_id)
         assert per_type == {k: v for k, v in manifest.counts.items() if v}, attempt
@@ -127,3 +133,46 @@ def test_simulated_run_reaches_clickhouse_exactly_once(e2e, tmp_path):
     meta = reconciliation.metadata
     assert meta["runs_checked"].value >= 1 and meta["differences"].value == 0
     assert manifest.run_id in json.dumps(meta["runs"].value)
+
+    # Retention deletes the run's events from Kafka: reconciliation works from recorded counts, so it
+    # still passes — and still fails when one event goes missing from the warehouse.
+    _delete_kafka_records(settings)
+    assert _reconcile(definitions, instance).passed
+    from evcharging.resources.from_settings import warehouse_resource
+
+    with warehouse_resource(settings).connect() as wh:
+        wh.command(f"DELETE FROM {settings.clickhouse_database}.fact_charging_events WHERE event_id = "
+                   f"(SELECT min(event_id) FROM {settings.clickhouse_database}.fact_charging_events "
+                   f"WHERE run_id = '{manifest.run_id}' AND event_type = 'charging_progress')")
+    missing = _reconcile(definitions, instance)
+    assert not missing.passed and f"run {manifest.run_id}: warehouse charging_progress events" in missing.description
+
+
+def _reconcile(definitions, instance) -> dg.AssetCheckEvaluation:
+    result = definitions.resolve_job_def("reconcile_warehouse").execute_in_process(instance=instance, raise_on_error=False)
+    return _checks([result])["reconciliation"]
+
+
+def _delete_kafka_records(settings) -> None:
+    """What retention does to old segments: every record of the events topic so far is gone."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    async def delete():
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await consumer.start()
+        await admin.start()
+        try:
+            partitions = [TopicPartition(settings.kafka_events_topic, p) for p in range(settings.kafka_events_partitions)]
+            ends = await consumer.end_offsets(partitions)
+            await admin.delete_records({tp: RecordsToDelete(before_offset=end) for tp, end in ends.items()})
+            starts = await consumer.beginning_offsets(partitions)
+            assert starts == ends, "the topic still holds records"
+        finally:
+            await admin.close()
+            await consumer.stop()
+
+    asyncio.run(delete())

@@ -2,9 +2,7 @@
 
 A good batch is merged and its rows appear on main; a batch with an unknown station id, a
 duplicate event id or a broken schema is not merged and the failing check names the reason;
-re-running a merged partition changes nothing. The commit sensor turns three new ingest commits
-into three partitions and one run over their range, and neither a second evaluation with its cursor nor a new
-instance with the stored cursor sees them again.
+re-running a merged partition changes nothing (the sensors are tested in test_sensor_coalescing).
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import pytest
 
 from evcharging.defs.lake.assets import ingest_batch, lake_main
 from evcharging.defs.lake.partitions import ingest_batches
-from evcharging.defs.lake.sensors import ingest_commits
 from evcharging.lake.ingest import event_ids_on_main
 from evcharging.reference.datasets import STATIONS, VEHICLES
 from evcharging.reference.store import store_reference
@@ -147,39 +144,6 @@ def _rogue_batch(lakefs, stream: str, batch_id: int, station: str, model: str) -
     commit = branch.commit(message="rogue", metadata=commit_metadata(stream, batch_id, "wap-topic", {"0": [99, 100]},
                                                                      1, 0, ["2026-01-05"]))
     repo.tag(tag_name(stream, batch_id)).create(commit.get_commit().id)
-
-
-def test_sensor_turns_new_ingest_commits_into_partitions_and_one_run(stack_settings, unique_name, monkeypatch):
-    lakefs = lakefs_resource(stack_settings)
-    repo = lakefs.repo()
-    stream = f"s{unique_name}"
-    monkeypatch.setenv("EVCHARGING_STREAM_NAME", stream)
-    main_head = repo.branch("main").get_commit().id
-    for batch_id in range(3):  # three commits land between two ticks
-        branch = repo.branch(branch_name(stream, batch_id)).create(source_reference="main")
-        branch.object(f"sensor-test/{stream}/{batch_id}.txt").upload(data=b"x", mode="wb")
-        commit = branch.commit(message="t", metadata={f"{META}batch_id": str(batch_id)})
-        repo.tag(tag_name(stream, batch_id)).create(commit.get_commit().id)
-    assert repo.branch("main").get_commit().id == main_head
-
-    instance = dg.DagsterInstance.ephemeral()
-    first = ingest_commits(dg.build_sensor_context(instance=instance, resources={"lakefs": lakefs}))
-    keys = [branch_name(stream, i) for i in range(3)]
-    assert first.dynamic_partitions_requests[0].partition_keys == keys
-    # One run covers the three batches: their range, in order.
-    [run] = first.run_requests
-    assert run.partition_key_range == dg.PartitionKeyRange(keys[0], keys[-1])
-    assert run.run_key == f"{keys[0]}..{keys[-1]}"
-    assert json.loads(first.cursor) == {"seen": tag_name(stream, 2), "requested": tag_name(stream, 2)}
-
-    second = ingest_commits(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"lakefs": lakefs}))
-    assert second.run_requests == [] and second.cursor == first.cursor
-
-    restarted = dg.DagsterInstance.ephemeral()  # as after a restart of `dagster dev`: only the cursor survives
-    third = ingest_commits(dg.build_sensor_context(instance=restarted, cursor=first.cursor, resources={"lakefs": lakefs}))
-    assert third.run_requests == []
-    for i in range(3):
-        repo.branch(branch_name(stream, i)).delete()
 
 
 def test_cli_materializes_a_partition(spark, stack_settings, reference, unique_name, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from evcharging.defs.warehouse.assets import (
     dim_stations, dim_time, dim_vehicles, mart_charger_type_kpis, mart_daily_energy_by_city_operator,
-    mart_station_hourly_utilisation, warehouse_facts,
+    fact_charging_events, fact_charging_sessions, mart_station_hourly_utilisation,
 )
 from evcharging.resources.from_settings import mongo_resource, spark_resource
 from evcharging.resources.warehouse import WarehouseResource
@@ -37,11 +37,11 @@ def test_assets_load_each_commit_once(stack_settings, lake, tmp_path):
     }
     instance = dg.DagsterInstance.ephemeral()
 
-    def load(commit):
-        result = dg.materialize([warehouse_facts], resources=resources, instance=instance,
-                                run_config={"ops": {"warehouse_facts": {"config": {"commit": commit}}}})
+    def load(commit):  # the events, then the sessions (in production two jobs: see defs/lake/jobs.py)
+        result = dg.materialize([fact_charging_events, fact_charging_sessions], resources=resources, instance=instance,
+                                run_config={"ops": {"clickhouse__fact_charging_events": {"config": {"commit": commit}}}})
         assert result.success
-        return {m.asset_key.path[-1]: m.metadata for m in result.asset_materializations_for_node("warehouse_facts")}
+        return {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
 
     first = load(c1)
     assert first["fact_charging_events"]["events_loaded"].value == 7

@@ -64,7 +64,8 @@ def _run_metadata(lakefs: LakeFSResource, batches: list[BatchPublication]) -> di
         "batches": len(batches), "merged": statuses.count("merged"), "blocked": statuses.count("blocked"),
         "already_merged": statuses.count("already merged"),
         "status": statuses[0] if len(batches) == 1 else ", ".join(
-            f"{statuses.count(s)} {s}" for s in ("merged", "blocked", "already merged") if s in statuses),
+            f"{statuses.count(s)} {s}" for s in ("merged", "blocked", "already merged", "blocked earlier")
+            if s in statuses),
         "valid_rows": sum(b.valid_rows for b in batches),
         "quarantined_rows": sum(b.quarantined_rows for b in batches),
         "dagster/row_count": sum(b.rows for b in batches),
@@ -110,9 +111,10 @@ def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mong
     file_times = main_ids.SqliteFileTimes(settings.data_dir / "audit" / "main_file_times.sqlite3")
     # lakeFS shows this as a link from the merge commit back to the Dagster run.
     run_link = {"::lakefs::Dagster::url[url:ui]": f"{settings.dagster_url.rstrip('/')}/runs/{context.run.run_id}"}
-    batches = []
-    for key in context.partition_keys:
-        batch = publish_batch(lakefs, key, reference, file_times, settings.audit_max_quarantine_share, run_link)
+    batches, keys = [], context.partition_keys
+    for key in keys:
+        batch = publish_batch(lakefs, key, reference, file_times, settings.audit_max_quarantine_share, run_link,
+                              reaudit_blocked=len(keys) == 1)
         batches.append(batch)
         if batch.status == "blocked":
             context.log.warning(f"{key} not merged: {batch.failed}")

@@ -2,17 +2,20 @@
 run queue stays bounded however fast commits arrive.
 
 ``ingest_commits`` turns every batch the stream finished (its ``ingested-…`` tag) into a partition
-at once, and the batches not yet in any run into one publish run over their range — only while no
+at once, and the batches still pending into one publish run over their range — only while no
 publish run is waiting to start, so at most one runs and one waits. ``main_commits`` asks for a
 refresh of ``lake_main`` and the warehouse when main's head moves, unless a refresh is already
-waiting to start: that one reads main's head when it starts, so it loads these commits too.
-``reconcile_after_refresh`` reconciles once a refresh has succeeded, off the refresh's own path.
+waiting to start: that one reads main's head when it starts, so it loads these commits too. Work
+of a run that was killed is asked for again: nothing is lost to an interrupted run.
+``sessions_behind_events`` runs Spark's sessions and the marts whenever the sessions fact is behind
+the events fact, in a lane of its own; ``reconcile_after_refresh`` reconciles once they caught up.
 Cursors live in Dagster's storage, so they survive a restart.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 
 import dagster as dg
@@ -20,22 +23,26 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from evcharging.defs.lake import jobs
 from evcharging.defs.lake.partitions import ingest_batches
-from evcharging.lake.ingest import branch_for_tag, unseen_ingest_tags
+from evcharging.defs.warehouse.assets import FACT_EVENTS, FACT_SESSIONS
+from evcharging.lake.ingest import branch_for_tag, tag_for_branch, unseen_ingest_tags
+from evcharging.lake.pending import pending_batches
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.settings import load_settings
 
 # A run that exists but has not started its steps yet: it will see whatever is there when it does.
 WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+RUNNING = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 MAX_BATCHES_PER_RUN = 100  # bounds one publish run's length after a backlog (e.g. a long outage)
+RETRY_AFTER_S = 60  # a refresh that failed is tried again after this long, not at every tick
 
 
-def waiting_runs(instance: dg.DagsterInstance, job_name: str) -> int:
-    return instance.get_runs_count(dg.RunsFilter(job_name=job_name, statuses=WAITING))
+def runs_in(instance: dg.DagsterInstance, job_name: str, statuses: list[dg.DagsterRunStatus]) -> int:
+    return instance.get_runs_count(dg.RunsFilter(job_name=job_name, statuses=statuses))
 
 
 @dataclass(frozen=True)
 class PublishCursor:
-    """``seen``: the last tag added as a partition; ``requested``: the last tag put in a run."""
+    """``seen``: the last tag added as a partition; ``requested``: the last batch (branch) put in a run."""
 
     seen: str | None = None
     requested: str | None = None
@@ -44,8 +51,8 @@ class PublishCursor:
     def parse(cls, raw: str | None) -> PublishCursor:
         if not raw:
             return cls()
-        if not raw.startswith("{"):  # the cursor before coalescing: the last tag, seen and requested
-            return cls(raw, raw)
+        if not raw.startswith("{"):  # the cursor before coalescing: the last tag seen
+            return cls(seen=raw)
         return cls(**json.loads(raw))
 
     def dump(self) -> str:
@@ -55,46 +62,93 @@ class PublishCursor:
 def publish_request(keys: list[str]) -> dg.RunRequest:
     """One run for ``keys`` (consecutive partitions): a single partition, or the range of them."""
     if len(keys) == 1:
-        return dg.RunRequest(run_key=keys[0], partition_key=keys[0])
-    return dg.RunRequest(run_key=f"{keys[0]}..{keys[-1]}", tags={
-        ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
+        return dg.RunRequest(partition_key=keys[0])
+    return dg.RunRequest(tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
 
 
 @dg.sensor(job=jobs.publish_ingest_batches, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def ingest_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) -> dg.SensorResult:
-    """A partition for every ingest batch committed since the last tick; one run for the batches that
-    are in no run yet, unless a publish run is still waiting to start."""
+    """A partition for every ingest batch committed since the last tick, and — unless a publish run
+    is waiting to start — one run for the batches still pending (see :mod:`evcharging.lake.pending`).
+
+    Batches of a publish run that is still running are left to it; those of a run that died or
+    failed are pending again, so they are tried again with the next run.
+    """
     cursor = PublishCursor.parse(context.cursor)
-    unrequested = unseen_ingest_tags(lakefs, load_settings().stream_name, after=cursor.requested)
-    new = [t for t in unrequested if cursor.seen is None or t > cursor.seen]
+    stream = load_settings().stream_name
+    new = unseen_ingest_tags(lakefs, stream, after=cursor.seen)
     seen = new[-1] if new else cursor.seen
     add = [ingest_batches.build_add_request([branch_for_tag(t) for t in new])] if new else []
-    if not unrequested:
-        return dg.SensorResult(skip_reason="no new ingest commits", cursor=cursor.dump())
-    if waiting_runs(context.instance, jobs.publish_ingest_batches.name):
+    job = jobs.publish_ingest_batches.name
+    if runs_in(context.instance, job, WAITING):
         return dg.SensorResult(dynamic_partitions_requests=add, cursor=PublishCursor(seen, cursor.requested).dump(),
-                               skip_reason=f"{len(unrequested)} batches wait for the publish run already queued")
-    batch = unrequested[:MAX_BATCHES_PER_RUN]
-    return dg.SensorResult(dynamic_partitions_requests=add, run_requests=[publish_request([branch_for_tag(t) for t in batch])],
-                           cursor=PublishCursor(seen, batch[-1]).dump())
+                               skip_reason="the publish run already queued comes first")
+    pending = [b for b in pending_batches(lakefs, stream) if seen and tag_for_branch(b) <= seen]  # known partitions
+    if runs_in(context.instance, job, RUNNING) and cursor.requested:
+        pending = [b for b in pending if b > cursor.requested]
+    if not pending:
+        return dg.SensorResult(dynamic_partitions_requests=add, cursor=PublishCursor(seen, cursor.requested).dump(),
+                               skip_reason="no ingest batch waits to be published")
+    batch = pending[:MAX_BATCHES_PER_RUN]
+    return dg.SensorResult(dynamic_partitions_requests=add, run_requests=[publish_request(batch)],
+                           cursor=PublishCursor(seen, max(batch[-1], cursor.requested or "")).dump())
+
+
+def _data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The lakeFS commit an asset's latest materialization holds (its data version)."""
+    event = instance.get_latest_materialization_event(key)
+    return event.asset_materialization.tags.get("dagster/data_version") if event and event.asset_materialization else None
+
+
+def _failed_recently(instance: dg.DagsterInstance, job_name: str) -> float | None:
+    """Seconds to wait before trying again, if the job's newest run failed less than RETRY_AFTER_S ago."""
+    [last] = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1) or [None]
+    if not last or last.dagster_run.status != dg.DagsterRunStatus.FAILURE:  # a canceled one is tried again at once
+        return None
+    ended = last.end_time or last.update_timestamp.timestamp()
+    wait = RETRY_AFTER_S - (time.time() - ended)
+    return wait if wait > 0 else None
 
 
 @dg.sensor(job=jobs.refresh_lake_main, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def main_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) -> dg.SensorResult:
-    """A refresh of lake_main and the warehouse when main's head moved, unless one is waiting to start."""
+    """A refresh of lake_main and the warehouse when main's head moved, unless one is waiting to
+    start (it reads main's head when it starts). A refresh that ended without loading the head it
+    was asked for (killed, failed) is asked for again — after RETRY_AFTER_S when it failed."""
     head = lakefs.repo().branch(lakefs.default_branch).get_commit().id
-    if head == context.cursor:
-        return dg.SensorResult(skip_reason=f"main still at {head[:12]}", cursor=head)
-    if waiting_runs(context.instance, jobs.refresh_lake_main.name):
+    instance, job = context.instance, jobs.refresh_lake_main.name
+    if runs_in(instance, job, WAITING):
         return dg.SensorResult(skip_reason=f"the refresh already queued will load main up to {head[:12]}", cursor=head)
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=head, tags={"lakefs/commit": head})], cursor=head)
+    if head == context.cursor:
+        if runs_in(instance, job, RUNNING) or _data_version(instance, FACT_EVENTS) == head:
+            return dg.SensorResult(skip_reason=f"main still at {head[:12]}", cursor=head)
+        wait = _failed_recently(instance, job)
+        if wait:
+            return dg.SensorResult(skip_reason=f"the last refresh failed: trying again in {wait:.0f} s", cursor=head)
+    return dg.SensorResult(run_requests=[dg.RunRequest(tags={"lakefs/commit": head})], cursor=head)
 
 
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[jobs.refresh_lake_main],
+@dg.sensor(job=jobs.refresh_sessions, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+def sessions_behind_events(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """A sessions refresh while the sessions fact is behind the events fact (their data versions are
+    the lakeFS commits they hold), unless one is waiting or running: it covers every load so far."""
+    instance, job = context.instance, jobs.refresh_sessions.name
+    events_at = _data_version(instance, FACT_EVENTS)
+    if not events_at or events_at == _data_version(instance, FACT_SESSIONS):
+        return dg.SensorResult(skip_reason="the sessions are up to date with the events")
+    if runs_in(instance, job, WAITING + RUNNING):
+        return dg.SensorResult(skip_reason="a sessions refresh is queued or running")
+    wait = _failed_recently(instance, job)
+    if wait:
+        return dg.SensorResult(skip_reason=f"the last sessions refresh failed: trying again in {wait:.0f} s")
+    return dg.SensorResult(run_requests=[dg.RunRequest(tags={"lakefs/commit": events_at})])
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[jobs.refresh_sessions],
                       request_job=jobs.reconcile_warehouse, minimum_interval_seconds=15,
                       default_status=dg.DefaultSensorStatus.RUNNING)
 def reconcile_after_refresh(context: dg.RunStatusSensorContext):
-    """Reconcile after a successful refresh, unless a reconciliation is already waiting to start."""
-    if waiting_runs(context.instance, jobs.reconcile_warehouse.name):
+    """Reconcile after the sessions caught up, unless a reconciliation is already waiting to start."""
+    if runs_in(context.instance, jobs.reconcile_warehouse.name, WAITING):
         return dg.SkipReason("a reconciliation is already queued")
-    return dg.RunRequest(run_key=context.dagster_run.run_id)
+    return dg.RunRequest()

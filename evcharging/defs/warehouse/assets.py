@@ -1,10 +1,11 @@
 """The ClickHouse warehouse: facts loaded from lakeFS main, dimensions, marts.
 
 Every asset here opens the warehouse, so each declares ``pool="warehouse"`` (chDB locks its
-directory: one step at a time) and opens and closes its connection within the step. The facts load
-exactly what a lakeFS commit added (see :mod:`evcharging.warehouse.load`) and carry that commit as
-their data version: ClickHouse reads the added event files from lakeFS itself, Spark summarises
-the sessions. Dimensions and marts are rebuilt whole and swapped in. Re-materializing any of them
+directory: one step at a time) and opens and closes its connection within the step. The event fact
+loads exactly what a lakeFS commit added (see :mod:`evcharging.warehouse.load`) and carries that
+commit as its data version: ClickHouse reads the added event files from lakeFS itself. Spark then
+summarises the sessions in a step of its own, in its own job, so that starting a JVM never delays
+the events. Dimensions and marts are rebuilt whole and swapped in. Re-materializing any of them
 leaves the same rows.
 """
 
@@ -19,7 +20,7 @@ from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
 from evcharging.resources.warehouse import WarehouseResource
 from evcharging.warehouse.dimensions import rebuild_dim_stations, rebuild_dim_time, rebuild_dim_vehicles
-from evcharging.warehouse.load import load_lake_commit
+from evcharging.warehouse.load import last_loaded_commit, load_lake_commit, sessionize_pending
 from evcharging.warehouse.marts import MARTS, mart_chart, rebuild_mart
 from evcharging.warehouse.tables import row_count, table_preview
 
@@ -59,48 +60,46 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
     return lakefs.repo().branch(lakefs.default_branch).get_commit().id
 
 
-@dg.multi_asset(
-    name="warehouse_facts",
-    specs=[
-        dg.AssetSpec(FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
-                     description="Every charging event on lakeFS main, loaded by ClickHouse straight from the "
-                                 "Parquet files each main commit added (read at the commit id over lakeFS's S3 "
-                                 "gateway); one row per event (ReplacingMergeTree on the event's identity, read "
-                                 "with FINAL), sorted by station and time for time-series queries; filter "
-                                 "event_type = 'charging_progress' for the progress curve."),
-        dg.AssetSpec(FACT_SESSIONS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"spark", "clickhouse"},
-                     description="One row per completed charging session, summarised by Spark from the "
-                                 "session's events in the warehouse: station, vehicle and model, exact "
-                                 "start/end (ms, UTC), duration, energy, average and peak power, SoC, end "
-                                 "reason, waiting time before plug-in."),
-    ],
-    pool="warehouse",
-)
-def warehouse_facts(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, spark: SparkResource,
-                    lakefs: LakeFSResource, warehouse: WarehouseResource):
-    """Load what a new lakeFS main commit added, in two timed phases: ClickHouse inserts the event
-    files of the diff from the last loaded commit (one ``s3()`` per file, at the commit id), then
-    Spark re-summarises every session the load touched that has ended and writes it. Spark starts
-    only when the commit added event files."""
+@dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"}, pool="warehouse")
+def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
+                         warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Every charging event on lakeFS main, loaded by ClickHouse straight from the Parquet files each
+    main commit added (read at the commit id over lakeFS's S3 gateway; one ``s3()`` per file, no Spark);
+    one row per event (ReplacingMergeTree on the event's identity, read with FINAL), sorted by station
+    and time for time-series queries; filter event_type = 'charging_progress' for the progress curve.
+    Its data version is the lakeFS commit loaded; the events are queryable when this step ends."""
     commit = target_commit(context, config, lakefs)
     db = warehouse.database
-    with warehouse.connect() as wh:
-        report = load_lake_commit(wh, db, lambda: spark.spark_session, lakefs, commit, config.full_reload,
-                                  log=context.log.info)
-        events_meta = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
-        sessions_meta = _table_metadata(wh, db, "fact_charging_sessions", "end_time DESC, session_id")
+    with warehouse.connect(on_wait=context.log.info) as wh:
+        report = load_lake_commit(wh, db, None, lakefs, commit, config.full_reload, log=context.log.info)
+        metadata = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
     if report.already_loaded:
         context.log.info(f"commit {commit[:12]} was already loaded: nothing to do")
-    load = {"lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
-            "previous_commit": report.previous_commit or "none", "files_added": report.files,
-            "already_loaded": report.already_loaded}
-    yield dg.MaterializeResult(asset_key=FACT_EVENTS, data_version=dg.DataVersion(commit), metadata={
-        **events_meta, **load, "events_read": report.events_read, "events_loaded": report.events_loaded,
+    return dg.MaterializeResult(data_version=dg.DataVersion(commit), metadata={
+        **metadata, "lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
+        "previous_commit": report.previous_commit or "none", "files_added": report.files,
+        "already_loaded": report.already_loaded, "events_read": report.events_read,
+        "events_loaded": report.events_loaded, "batches_loaded": report.batches,
         "events_seconds": dg.MetadataValue.float(report.events_seconds),
         "events_per_second": round(report.events_loaded / report.events_seconds) if report.events_seconds else 0})
-    yield dg.MaterializeResult(asset_key=FACT_SESSIONS, data_version=dg.DataVersion(commit), metadata={
-        **sessions_meta, **load, "sessions_written": report.sessions_loaded,
-        "sessions_seconds": dg.MetadataValue.float(report.sessions_seconds)})
+
+
+@dg.asset(key=FACT_SESSIONS, deps=[FACT_EVENTS], group_name=GROUP, kinds={"spark", "clickhouse"}, pool="warehouse")
+def fact_charging_sessions(context: dg.AssetExecutionContext, spark: SparkResource,
+                           warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per completed charging session, summarised by Spark from the session's events in the
+    warehouse: station, vehicle and model, exact start/end (ms, UTC), duration, energy, average and
+    peak power, SoC, end reason, waiting time before plug-in. Each run summarises every load since
+    the last one in one pass (Spark starts only if there is one); its data version is the newest
+    lakeFS commit whose sessions are in."""
+    db = warehouse.database
+    with warehouse.connect(on_wait=context.log.info) as wh:
+        report = sessionize_pending(wh, db, lambda: spark.spark_session, log=context.log.info)
+        metadata = _table_metadata(wh, db, "fact_charging_sessions", "end_time DESC, session_id")
+        newest = last_loaded_commit(wh, db)
+    return dg.MaterializeResult(data_version=dg.DataVersion(newest or "empty"), metadata={
+        **metadata, "lakefs_commit": newest or "none", "loads_summarised": len(report.commits),
+        "sessions_written": report.sessions_loaded, "sessions_seconds": dg.MetadataValue.float(report.seconds)})
 
 
 # --- dimensions --------------------------------------------------------------------------------------
