@@ -42,8 +42,9 @@ CONNECTORS: dict[str, Connector] = {
     "Tesla": Connector(ac_max_kw=19.2, dc=True),
     "NACS": Connector(ac_max_kw=19.2, dc=True),
 }
-# What a charger left with no usable connector is given: every vehicle in the reference data has a
-# Type 2 inlet, and every DC vehicle a CCS one (except CHAdeMO cars, which CCS cannot serve anyway).
+# The connector a charger is given when none of its listed ones carries its current (keyed by "is
+# DC"): every vehicle in the reference data has a Type 2 inlet, every DC vehicle but the CHAdeMO
+# Nissans a CCS one.
 DEFAULT_CONNECTOR = {False: "Type 2", True: "CCS"}
 
 
@@ -52,9 +53,3 @@ def carries(connector: str, dc: bool) -> bool:
     spec = CONNECTORS.get(connector)
     return spec is not None and spec.carries(dc)
 
-
-def usable_connectors(connectors: list[str] | tuple[str, ...], dc: bool) -> list[str]:
-    """The connectors that carry the charger's current, in their listed order; if none do, the
-    default connector for that current."""
-    usable = [c for c in connectors if carries(c, dc)]
-    return usable or [DEFAULT_CONNECTOR[dc]]

@@ -43,7 +43,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from evcharging.reference.table import Normalised, TableFormat
-from simulator.connectors import CONNECTORS, carries, usable_connectors
+from simulator.connectors import CONNECTORS, DEFAULT_CONNECTOR, carries
 
 STATION_COLUMNS = (
     "Station ID", "Latitude", "Longitude", "Address", "Charger Type", "Cost (USD/kWh)",
@@ -92,7 +92,7 @@ def charger_connectors(charger_type: str, listed: list[str]) -> tuple[list[str],
     and which normalisation rules that took: ``connectors_dropped``, ``connector_defaulted``."""
     dc = charger_type == DC_CHARGER_TYPE
     fitting = [c for c in listed if carries(c, dc)]
-    return usable_connectors(listed, dc), {
+    return fitting or [DEFAULT_CONNECTOR[dc]], {
         "connectors_dropped": len(fitting) < len(listed),
         "connector_defaulted": not fitting,
     }

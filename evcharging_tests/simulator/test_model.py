@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from simulator.connectors import carries
 from simulator.model import (
     TAPER_START_PCT, ChargeTrajectory, Station, VehicleSpec, curve_fraction, dc_max_kw,
     session_power_cap, shared_connector,
@@ -55,6 +56,14 @@ def test_connectors_must_match_carry_the_current_and_dc_needs_a_dc_vehicle():
     assert shared_connector(station(connectors=("Type 2", "CCS")), CAR) == "CCS"  # Type 2 is AC only
     assert shared_connector(station("AC Level 2", 22.0, ("CCS", "Type 2")), CAR) == "Type 2"
     assert shared_connector(station("AC Level 2", 22.0, ("CCS",)), CAR) is None
+
+
+@pytest.mark.parametrize("connector, ac, dc", [
+    ("Type 1", True, False), ("Type 2", True, False), ("CCS", False, True), ("CHAdeMO", False, True),
+    ("GB/T", False, True), ("Tesla", True, True), ("NACS", True, True), ("Schuko", False, False),
+])  # fmt: skip
+def test_each_connector_carries_its_currents(connector, ac, dc):
+    assert (carries(connector, dc=False), carries(connector, dc=True)) == (ac, dc)
 
 
 def test_curve_is_flat_then_tapers_to_the_floor():
