@@ -32,7 +32,8 @@ ARRIVAL_PROFILES: dict[str, tuple[float, ...]] = {
     # Charging Forward at Work 2022); the night is nearly empty.
     WORKPLACE: _per_hour_mean_one((0.02, 0.02, 0.02, 0.02, 0.05, 0.2, 0.8, 2.5, 4.0, 2.5, 1.2, 1.0,
                                    1.8, 1.8, 0.8, 0.5, 0.3, 0.2, 0.1, 0.05, 0.05, 0.02, 0.02, 0.02)),
-    # Assumed (no published profile found): errands by day, a peak after work, a night trough.
+    # Assumed, no published profile found (the simulator's earlier one-for-all profile): errands by
+    # day, a peak after work, a night trough.
     PUBLIC_AC: _per_hour_mean_one((0.25, 0.15, 0.1, 0.1, 0.15, 0.3, 0.7, 1.3, 1.7, 1.5, 1.2, 1.2,
                                    1.4, 1.3, 1.1, 1.1, 1.4, 1.8, 1.9, 1.6, 1.3, 1.0, 0.7, 0.45)),
     # Assumed (no published profile found): trips by day, busiest from late morning to early evening.
