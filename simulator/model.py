@@ -1,8 +1,10 @@
 """Charging physics: vehicles, stations and the state-of-charge trajectory of one session.
 
-Power follows a charging curve: the session's power cap (the lower of the charger's power and the
-vehicle's AC or DC limit) up to TAPER_START_PCT state of charge, then a linear taper down to
-TAPER_FLOOR of the cap at 100 %. Because the curve is linear in SoC, SoC over time has a closed form
+A session draws the current its charger delivers through a connector that carries it (see
+`simulator.connectors`): AC is capped by the charger, the connector's AC rating and the vehicle's
+on-board charger; DC by the charger and the vehicle's DC limit. Power follows a charging curve: that
+cap up to TAPER_START_PCT state of charge, then a linear taper down to TAPER_FLOOR of the cap at
+100 %. Because the curve is linear in SoC, SoC over time has a closed form
 (linear, then an exponential approach), so energy is the exact integral of power, not a sum of steps.
 """
 
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from simulator.connectors import CONNECTORS, carries
 
 AC_CHARGER_TYPES = ("AC Level 1", "AC Level 2")
 DC_CHARGER_TYPE = "DC Fast Charger"
@@ -85,18 +89,23 @@ class Station:
         return close
 
 
-def session_power_cap(station: Station, vehicle: VehicleSpec) -> float:
-    """The most the pair can draw: charger power against the vehicle's AC or DC limit (0 if none)."""
-    vehicle_limit = (vehicle.dc_max_kw or 0.0) if station.is_dc else vehicle.ac_max_kw
-    return max(0.0, min(station.power_kw, vehicle_limit))
+def session_power_cap(station: Station, vehicle: VehicleSpec, connector: str) -> float:
+    """The most a session can draw: on DC the lower of charger and vehicle DC limit; on AC the lowest
+    of charger, connector rating and on-board charger. 0 when the connector cannot carry the current."""
+    if not carries(connector, station.is_dc):
+        return 0.0
+    if station.is_dc:
+        return max(0.0, min(station.power_kw, vehicle.dc_max_kw or 0.0))
+    return max(0.0, min(station.power_kw, CONNECTORS[connector].ac_max_kw, vehicle.ac_max_kw))
 
 
 def shared_connector(station: Station, vehicle: VehicleSpec) -> str | None:
-    """The first of the station's connectors the vehicle has, or None when they cannot plug in."""
+    """The first of the station's connectors that the vehicle has and that carries the station's
+    current (AC or DC), or None when they cannot charge together."""
     if station.is_dc and not vehicle.dc_max_kw:
         return None
     for connector in station.connector_types:
-        if connector in vehicle.connector_types:
+        if connector in vehicle.connector_types and carries(connector, station.is_dc):
             return connector
     return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from simulator.model import dc_max_kw
+from simulator.model import DC_CHARGER_TYPE, dc_max_kw
 
 _CITIES = {  # a few of the reference data's cities: name -> (lat, lon)
     "Berlin": (52.52, 13.405), "Toronto": (43.651, -79.347), "Sydney": (-33.869, 151.209),
@@ -17,13 +17,14 @@ _CITIES = {  # a few of the reference data's cities: name -> (lat, lon)
 }
 _HOURS = {"24/7": (0, 1440), "6:00-22:00": (360, 1320), "9:00-18:00": (540, 1080)}
 _POWER_BY_TYPE = {"AC Level 1": (1.9, 1.9), "AC Level 2": (7.4, 22.0), "DC Fast Charger": (50.0, 350.0)}
-_VEHICLES = [  # name, battery kWh, Wh/km, fast charge km/h (None: no DC)
-    ("Tesla Model 3 Long Range", 70.0, 153, 910), ("Volkswagen ID.3 Pro", 58.0, 171, 540),
-    ("Renault Zoe ZE50 R110", 52.0, 165, 230), ("Hyundai Kona Electric 64 kWh", 64.0, 154, 370),
-    ("Renault Twingo Electric", 21.3, 164, None), ("Porsche Taycan 4S", 83.7, 197, 1010),
-    ("Nissan Leaf", 36.0, 164, 230), ("BMW iX3", 74.0, 185, 560),
+_VEHICLES = [  # name, battery kWh, Wh/km, fast charge km/h (None: no DC), on-board charger kW
+    ("Tesla Model 3 Long Range", 70.0, 153, 910, 11.0), ("Volkswagen ID.3 Pro", 58.0, 171, 540, 11.0),
+    ("Renault Zoe ZE50 R110", 52.0, 165, 230, 22.0), ("Hyundai Kona Electric 64 kWh", 64.0, 154, 370, 11.0),
+    ("Renault Twingo Electric", 21.3, 164, None, 22.0), ("Porsche Taycan 4S", 83.7, 197, 1010, 11.0),
+    ("Nissan Leaf", 36.0, 164, 230, 6.6), ("BMW iX3", 74.0, 185, 560, 11.0),
 ]
-_CONNECTORS = ("CCS", "Type 2", "CHAdeMO", "Tesla")
+# Each charger offers only connectors that carry its current (see simulator.connectors).
+_CONNECTORS = {False: ("Type 2", "Tesla"), True: ("CCS", "CHAdeMO", "Tesla")}
 
 
 def slug(name: str) -> str:
@@ -41,7 +42,7 @@ def synthetic_documents(stations: int = 60, seed: int = 7) -> tuple[list[dict[st
         lat, lon = lat0 + rng.uniform(-0.1, 0.1), lon0 + rng.uniform(-0.1, 0.1)
         charger_type = rng.choice(list(_POWER_BY_TYPE))
         hours = rng.choice(list(_HOURS))
-        connectors = rng.sample(_CONNECTORS, rng.choice((1, 2)))
+        connectors = rng.sample(_CONNECTORS[charger_type == DC_CHARGER_TYPE], rng.choice((1, 2)))
         station_id = f"EVS{i:05d}"
         station_docs.append({
             "_id": station_id, "station_id": station_id, "latitude": lat, "longitude": lon,
@@ -53,11 +54,11 @@ def synthetic_documents(stations: int = 60, seed: int = 7) -> tuple[list[dict[st
             "connector_types": connectors, "operator": "Synthetic", "parking_spots": rng.randint(1, 4),
         })
     vehicle_docs = []
-    for name, battery, efficiency, fast in _VEHICLES:
+    for name, battery, efficiency, fast, on_board_kw in _VEHICLES:
         dc = dc_max_kw(fast, efficiency)
         vehicle_docs.append({
             "_id": slug(name), "name": name, "battery_kwh": battery, "efficiency_wh_per_km": efficiency,
-            "fast_charge_km_per_h": fast, "dc_max_kw": dc, "ac_max_kw": 11.0,
+            "fast_charge_km_per_h": fast, "dc_max_kw": dc, "ac_max_kw": on_board_kw,
             "connector_types": ["Type 2", "CCS"] if dc else ["Type 2"],
             "range_km": round(battery * 1000 / efficiency),
         })

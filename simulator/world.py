@@ -1,6 +1,7 @@
-"""The SimPy world: a fleet living around the stations' cities, arriving to charge on a
-time-of-day demand profile, queueing for a charger (a parking spot) and giving up when it waits too
-long, and charging until the target state of charge, its departure, a fault or the station closing.
+"""The SimPy world: a fleet living around the stations' cities, arriving to charge at workplace,
+public AC and DC fast sites on each site type's time-of-day profile (`simulator.sites`), queueing
+for a charger (a parking spot) and giving up when it waits too long, and charging until the target
+state of charge, its departure, a fault or the station closing.
 
 Everything random comes from one `random.Random(seed)` consumed in SimPy's deterministic event
 order, and every timestamp is simulated, so the same seed and settings give the same events, byte
@@ -22,11 +23,8 @@ from simpy.events import Timeout
 from simulator.events import WAIT_DECIMALS, RunManifest, SessionEventEncoder, format_event_time
 from simulator.model import DAY_S, ChargeTrajectory, Station, VehicleSpec, session_power_cap, shared_connector
 from simulator.session import ChargingSession, Record
+from simulator.sites import STAYS, ArrivalMix, site_type
 
-# Relative arrival intensity per UTC hour (mean 1): a night trough, a morning, a midday and an
-# evening commute peak.
-DEMAND_PROFILE = (0.25, 0.15, 0.1, 0.1, 0.15, 0.3, 0.7, 1.3, 1.7, 1.5, 1.2, 1.2,
-                  1.4, 1.3, 1.1, 1.1, 1.4, 1.8, 1.9, 1.6, 1.3, 1.0, 0.7, 0.45)
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 MIN_CHARGE_S = 300.0  # nobody plugs in for less; closer to departure or closing they give up
 NEIGHBOURS = 12  # stations looked at around a vehicle's home before filtering by compatibility
@@ -76,6 +74,8 @@ class World:
         self.config = config
         self.run_id = config.resolved_run_id()
         self.stations = stations
+        self.site_types = [site_type(s) for s in stations]
+        self.arrival_mix = ArrivalMix.of(stations)
         self.env = simpy.Environment()
         self.rng = random.Random(config.seed)
         self.start_ms = int(config.start.timestamp() * 1000)
@@ -136,17 +136,18 @@ class World:
         found = []
         for i in near:
             connector = shared_connector(self.stations[i], spec)
-            cap = session_power_cap(self.stations[i], spec)
-            if connector and cap > 0:
+            cap = session_power_cap(self.stations[i], spec, connector) if connector else 0.0
+            if cap > 0:
                 found.append((i, connector, cap))
         return tuple(found[: self.config.candidates_per_vehicle])
 
     # -- arrivals ----------------------------------------------------------------------------
 
     def _arrivals(self):
-        """Non-homogeneous Poisson arrivals by thinning a process at the profile's peak rate."""
-        env, rng, cfg = self.env, self.rng, self.config
-        peak = max(DEMAND_PROFILE)
+        """Non-homogeneous Poisson arrivals by thinning a process at the profile's peak rate; each
+        arrival is headed for a site type drawn from that hour's mix."""
+        env, rng, cfg, mix = self.env, self.rng, self.config, self.arrival_mix
+        peak = mix.peak
         peak_rate = len(self.vehicles) * cfg.charges_per_vehicle_per_day / DAY_S * peak
         if peak_rate <= 0:
             return
@@ -158,8 +159,9 @@ class World:
             if t >= end_s or (limit is not None and self.sessions_started >= limit):
                 return
             hour = int((t + self._epoch0) % DAY_S // 3600)
-            if rng.random() * peak >= DEMAND_PROFILE[hour]:
+            if rng.random() * peak >= mix.rate(hour):
                 continue
+            site = mix.site_at(hour, rng.random())
             if limit is not None and self.sessions_started + self._waiting >= limit:
                 continue  # enough vehicles already plugged in or queueing for the limit
             if not self._idle:
@@ -170,19 +172,25 @@ class World:
             j = rng.randrange(len(idle))
             idle[j], idle[-1] = idle[-1], idle[j]
             vehicle_index = idle.pop()
-            choice = self._choose_station(self.vehicles[vehicle_index], t)
+            choice = self._choose_station(self.vehicles[vehicle_index], t, site)
             if choice is None:
                 self.arrivals_unserved += 1
                 idle.append(vehicle_index)
                 continue
             env.process(self._visit(vehicle_index, choice, t))
 
-    def _choose_station(self, vehicle: Vehicle, t: float) -> tuple[int, str, float] | None:
+    def _choose_station(self, vehicle: Vehicle, t: float, site: str) -> tuple[int, str, float] | None:
+        """A candidate of the wanted site type, else any candidate (a driver with no workplace
+        charger nearby charges where they can); see `_best_open`."""
+        wanted = [c for c in vehicle.candidates if self.site_types[c[0]] == site]
+        return self._best_open(wanted, t) or self._best_open(vehicle.candidates, t)
+
+    def _best_open(self, candidates, t: float) -> tuple[int, str, float] | None:
         """The nearest open candidate with a free charger, else the open one with the shortest
         queue; stations closing within MIN_CHARGE_S count as closed."""
         best, best_queue = None, math.inf
         abs_t = t + self._epoch0
-        for candidate in vehicle.candidates:
+        for candidate in candidates:
             i = candidate[0]
             station = self.stations[i]
             if not station.is_open(abs_t) or station.closes_at(abs_t) - abs_t < MIN_CHARGE_S:
@@ -202,11 +210,7 @@ class World:
         station = self.stations[station_index]
         vehicle = self.vehicles[vehicle_index]
         # Draw everything up front so the random stream does not depend on how the visit ends.
-        soc0 = rng.triangular(5.0, 60.0, 25.0)
-        if station.is_dc:  # fast charging: stop around 80 %, stay under an hour or so
-            target, dwell = rng.uniform(75.0, 90.0), rng.lognormvariate(math.log(2700.0), 0.4)
-        else:  # destination charging: aim high, leave when the errand or the workday ends
-            target, dwell = rng.uniform(85.0, 100.0), rng.lognormvariate(math.log(4 * 3600.0), 0.6)
+        soc0, target, dwell = STAYS[self.site_types[station_index]].draw(rng)
         patience = rng.expovariate(1.0 / cfg.patience_mean_s)
         faulty, fault_at = rng.random() < cfg.fault_probability, rng.random()
 

@@ -24,6 +24,13 @@ Normalisation rules, for values that are legal but do not agree with each other:
 - **Opening hours.** "24/7" opens at minute 0 and closes at minute 1440; "H:MM-H:MM" gives the
   minutes after midnight of each end (``open_minute`` < ``close_minute``).
 - **Connector types.** "CCS, CHAdeMO" becomes ``["CCS", "CHAdeMO"]`` (split on commas, stripped).
+  The file lists connectors independently of the charger type too, so rows such as "AC Level 2,
+  CCS" or "DC Fast Charger, Type 2" exist. A charger delivers one current, and only connectors
+  that carry it can serve a car (:mod:`simulator.connectors`: Type 1 and Type 2 carry AC; CCS,
+  CHAdeMO and GB/T carry DC; Tesla/NACS carries both). The other listed connectors are dropped
+  (counted as ``connectors_dropped``); a station left with none gets the default connector of its
+  current, Type 2 for AC and CCS for DC (counted as ``connector_defaulted``). The file's own
+  names are CCS, CHAdeMO, Tesla and Type 2; Type 1, GB/T and NACS are accepted as well.
 - **Renewable energy.** "Yes"/"No" becomes ``True``/``False``.
 """
 
@@ -36,6 +43,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from evcharging.reference.table import Normalised, TableFormat
+from simulator.connectors import CONNECTORS, DEFAULT_CONNECTOR, carries
 
 STATION_COLUMNS = (
     "Station ID", "Latitude", "Longitude", "Address", "Charger Type", "Cost (USD/kWh)",
@@ -46,7 +54,9 @@ STATION_COLUMNS = (
 
 # Upper bound of what each charger type can deliver; None = the listed capacity.
 CHARGER_POWER_CAPS_KW: dict[str, float | None] = {"AC Level 1": 1.9, "AC Level 2": 22.0, "DC Fast Charger": None}
-CONNECTOR_TYPES = ("CCS", "CHAdeMO", "Tesla", "Type 2")
+DC_CHARGER_TYPE = "DC Fast Charger"
+KAGGLE_CONNECTOR_TYPES = ("CCS", "CHAdeMO", "Tesla", "Type 2")  # the names the Kaggle file uses
+CONNECTOR_TYPES = tuple(CONNECTORS)  # every name the connector table knows
 MAINTENANCE_FREQUENCIES = ("Monthly", "Quarterly", "Annually")
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
@@ -75,6 +85,17 @@ def city_of(address: str) -> str:
 def charger_power_kw(charger_type: str, capacity_kw: float) -> float:
     cap = CHARGER_POWER_CAPS_KW[charger_type]
     return capacity_kw if cap is None else min(capacity_kw, cap)
+
+
+def charger_connectors(charger_type: str, listed: list[str]) -> tuple[list[str], dict[str, bool]]:
+    """The connectors a charger of this type can serve cars through (see the module docstring),
+    and which normalisation rules that took: ``connectors_dropped``, ``connector_defaulted``."""
+    dc = charger_type == DC_CHARGER_TYPE
+    fitting = [c for c in listed if carries(c, dc)]
+    return fitting or [DEFAULT_CONNECTOR[dc]], {
+        "connectors_dropped": len(fitting) < len(listed),
+        "connector_defaulted": not fitting,
+    }
 
 
 def _between(low: float, high: float, unit: str = "") -> pa.Check:
@@ -128,12 +149,15 @@ STATIONS_FORMAT = TableFormat(
 def station_documents(frame: pd.DataFrame) -> Normalised:
     """The ``stations`` documents of a validated frame (see the module docstring for the rules)."""
     documents = []
-    capped = 0
+    counts = dict.fromkeys(("power_capped", "connectors_dropped", "connector_defaulted"), 0)
     for row in frame.itertuples(index=False, name=None):
         r = dict(zip(frame.columns, row, strict=True))
         capacity = float(r["Charging Capacity (kW)"])
         power = charger_power_kw(r["Charger Type"], capacity)
-        capped += power < capacity
+        counts["power_capped"] += power < capacity
+        connectors, rules = charger_connectors(r["Charger Type"], connector_list(r["Connector Types"]))
+        for rule, took in rules.items():
+            counts[rule] += took
         opening, closing = opening_minutes(r["Availability"])
         lat, lon = float(r["Latitude"]), float(r["Longitude"])
         documents.append({
@@ -151,7 +175,7 @@ def station_documents(frame: pd.DataFrame) -> Normalised:
             "opening_hours": r["Availability"],
             "open_minute": opening,
             "close_minute": closing,
-            "connector_types": connector_list(r["Connector Types"]),
+            "connector_types": connectors,
             "operator": r["Station Operator"],
             "distance_to_city_km": float(r["Distance to City (km)"]),
             "usage_avg_users_per_day": int(r["Usage Stats (avg users/day)"]),
@@ -161,4 +185,4 @@ def station_documents(frame: pd.DataFrame) -> Normalised:
             "parking_spots": int(r["Parking Spots"]),
             "maintenance_frequency": r["Maintenance Frequency"],
         })  # fmt: skip
-    return Normalised(documents, {"power_capped": int(capped)})
+    return Normalised(documents, {rule: int(n) for rule, n in counts.items()})

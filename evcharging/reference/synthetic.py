@@ -7,8 +7,9 @@ goes through the same validation and normalisation as a real file, and can be wr
 
 Stations: 90 % lie in a box about 0.2° wide around one of the 15 cities of the real file, with an
 address "NNNN <City> Ave, <City>"; the rest have random coordinates anywhere on the globe and an
-address "NNNN Random Rd, City NN, Country". Charger type and capacity are drawn independently, as in
-the real file, so capped rows ("AC Level 1, 350 kW") occur.
+address "NNNN Random Rd, City NN, Country". Charger type, capacity and connectors are drawn
+independently, as in the real file, so capped rows ("AC Level 1, 350 kW") and connectors that do
+not fit the charger ("AC Level 2, CCS") occur.
 
 Vehicles: names built from real makes and models (so the connector rules apply as they would on
 the real file), repeated names included; about 14 % have no price and 1 % no fast-charge figure.
@@ -20,7 +21,7 @@ import random
 
 from evcharging.reference.stations import (
     CHARGER_POWER_CAPS_KW,
-    CONNECTOR_TYPES,
+    KAGGLE_CONNECTOR_TYPES,
     MAINTENANCE_FREQUENCIES,
     STATION_COLUMNS,
 )
@@ -69,7 +70,7 @@ def synthetic_stations(rows: int = DEFAULT_STATION_ROWS, seed: int = 0) -> RawTa
             f"EVS{n:05d}", f"{lat:.6f}", f"{lon:.6f}", address, rng.choice(list(CHARGER_POWER_CAPS_KW)),
             f"{rng.uniform(0.10, 0.50):.2f}", rng.choice(AVAILABILITIES), f"{rng.uniform(0.5, 20.0):.2f}",
             str(rng.randint(10, 100)), rng.choice(OPERATORS), str(rng.choice(CAPACITIES_KW)),
-            ", ".join(rng.sample(CONNECTOR_TYPES, rng.randint(1, 2))), str(rng.randint(2010, 2023)),
+            ", ".join(rng.sample(KAGGLE_CONNECTOR_TYPES, rng.randint(1, 2))), str(rng.randint(2010, 2023)),
             rng.choice(("Yes", "No")), f"{rng.uniform(3.0, 5.0):.1f}", str(rng.randint(1, 10)),
             rng.choice(MAINTENANCE_FREQUENCIES),
         ])  # fmt: skip

@@ -1,11 +1,20 @@
 """The documented normalisation rules: inconsistent but legal rows are kept and normalised, not
-dropped (an "AC Level 1" charger listed at 350 kW delivers 1.9 kW, its raw capacity kept); city,
-opening hours and connectors are derived as documented; vehicle ids are unique, stable slugs."""
+dropped (an "AC Level 1" charger listed at 350 kW delivers 1.9 kW, its raw capacity kept; an AC
+charger listing only CCS serves cars through Type 2), each rule counted; city, opening hours and
+connectors are derived as documented; vehicle ids are unique, stable slugs."""
 
 import pytest
 
-from evcharging.reference.datasets import VEHICLES
-from evcharging.reference.stations import STATIONS_FORMAT, charger_power_kw, city_of, opening_minutes, station_documents
+from evcharging.reference.datasets import STATIONS, VEHICLES
+from evcharging.reference.stations import (
+    STATIONS_FORMAT,
+    charger_connectors,
+    charger_power_kw,
+    city_of,
+    opening_minutes,
+    station_documents,
+)
+from simulator.connectors import carries
 from evcharging.reference.table import RawTable, read_csv
 from evcharging.reference.vehicles import VEHICLES_FORMAT, slug, vehicle_connectors, vehicle_documents
 from evcharging_tests.reference.rows import GOOD_STATION
@@ -22,7 +31,7 @@ def station_document(**changes) -> dict:
 def test_ac_level_1_at_350_kw_is_kept_capped_at_1_9_kw_with_the_raw_capacity():
     doc = station_document(**{"Charger Type": "AC Level 1", "Charging Capacity (kW)": "350"})
     assert (doc["charger_type"], doc["capacity_kw"], doc["power_kw"]) == ("AC Level 1", 350.0, 1.9)
-    assert doc["counts"] == {"power_capped": 1}
+    assert doc["counts"]["power_capped"] == 1
 
 
 @pytest.mark.parametrize(
@@ -36,7 +45,7 @@ def test_power_is_the_capacity_capped_by_charger_type(charger, capacity, power):
 
 def test_an_uncapped_row_is_not_counted():
     doc = station_document(**{"Charger Type": "DC Fast Charger", "Charging Capacity (kW)": "150"})
-    assert doc["power_kw"] == doc["capacity_kw"] == 150.0 and doc["counts"] == {"power_capped": 0}
+    assert doc["power_kw"] == doc["capacity_kw"] == 150.0 and doc["counts"]["power_capped"] == 0
 
 
 @pytest.mark.parametrize(
@@ -59,6 +68,42 @@ def test_opening_hours_become_minutes_after_midnight(hours, minutes):
 
 def test_connector_types_are_split_and_stripped():
     assert station_document(**{"Connector Types": "Type 2,  Tesla"})["connector_types"] == ["Type 2", "Tesla"]
+
+
+@pytest.mark.parametrize(
+    "charger, listed, connectors, dropped, defaulted",
+    [("AC Level 2", ["Type 2", "Tesla"], ["Type 2", "Tesla"], False, False),
+     ("AC Level 1", ["Type 1"], ["Type 1"], False, False),
+     ("AC Level 2", ["CCS", "Type 2"], ["Type 2"], True, False),
+     ("AC Level 2", ["Tesla", "CHAdeMO"], ["Tesla"], True, False),       # Tesla/NACS carries AC and DC
+     ("AC Level 1", ["CCS", "CHAdeMO"], ["Type 2"], True, True),         # nothing left: the AC default
+     ("DC Fast Charger", ["CHAdeMO", "GB/T"], ["CHAdeMO", "GB/T"], False, False),
+     ("DC Fast Charger", ["Type 2", "Tesla"], ["Tesla"], True, False),
+     ("DC Fast Charger", ["Type 2"], ["CCS"], True, True)],             # nothing left: the DC default
+)  # fmt: skip
+def test_connectors_that_cannot_carry_the_chargers_current_are_dropped(charger, listed, connectors, dropped,
+                                                                        defaulted):
+    assert charger_connectors(charger, listed) == (
+        connectors, {"connectors_dropped": dropped, "connector_defaulted": defaulted})
+
+
+def test_a_contradicting_row_is_kept_normalised_and_counted():
+    doc = station_document(**{"Charger Type": "AC Level 2", "Connector Types": "CCS, CHAdeMO"})
+    assert (doc["charger_type"], doc["connector_types"]) == ("AC Level 2", ["Type 2"])
+    assert doc["counts"] == {"power_capped": 1, "connectors_dropped": 1, "connector_defaulted": 1}
+    fitting = station_document(**{"Charger Type": "DC Fast Charger", "Connector Types": "GB/T, CCS"})
+    assert fitting["connector_types"] == ["GB/T", "CCS"]
+    assert fitting["counts"] == {"power_capped": 0, "connectors_dropped": 0, "connector_defaulted": 0}
+
+
+def test_every_kaggle_station_offers_only_connectors_of_its_current(kaggle_stations_csv):
+    prepared = STATIONS.prepare(kaggle_stations_csv)
+    for doc in prepared.documents:
+        dc = doc["charger_type"] == "DC Fast Charger"
+        assert doc["connector_types"] and all(carries(c, dc) for c in doc["connector_types"])
+    # The file draws connectors independently of the charger type, so both rules take often.
+    assert prepared.normalisation["connectors_dropped"] > 1000
+    assert 0 < prepared.normalisation["connector_defaulted"] < prepared.normalisation["connectors_dropped"]
 
 
 @pytest.mark.parametrize(

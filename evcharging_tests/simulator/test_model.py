@@ -1,6 +1,7 @@
 """Charging physics: the closed-form SoC trajectory agrees with an independent numeric integration
-of the charging curve, energy is the integral of power, power respects every limit, and stations
-open and close when their hours say."""
+of the charging curve, energy is the integral of power, power respects every limit (charger,
+connector, on-board charger, vehicle DC limit), a connector only carries the current it can, and
+stations open and close when their hours say."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 
 import pytest
 
+from simulator.connectors import carries
 from simulator.model import (
     TAPER_START_PCT, ChargeTrajectory, Station, VehicleSpec, curve_fraction, dc_max_kw,
     session_power_cap, shared_connector,
@@ -27,21 +29,41 @@ def test_dc_limit_is_range_per_hour_times_efficiency():
     assert dc_max_kw(None, 160) is None
 
 
-@pytest.mark.parametrize("site, vehicle, cap", [
-    (station(power_kw=350), CAR, 112.0),                        # vehicle DC limit
-    (station(power_kw=50), CAR, 50.0),                          # charger limit
-    (station("AC Level 2", 22.0, ("Type 2",)), CAR, 11.0),      # vehicle AC limit on AC
-    (station("AC Level 1", 1.9, ("Type 2",)), CAR, 1.9),
-    (station(power_kw=150), AC_ONLY, 0.0),                      # no DC at all
+FAST_AC_CAR = VehicleSpec("zoe", "Zoe", battery_kwh=52.0, efficiency_wh_per_km=165, ac_max_kw=22.0,
+                          connector_types=("Type 2", "Type 1", "Tesla"))
+
+
+@pytest.mark.parametrize("site, vehicle, connector, cap", [
+    (station(power_kw=350), CAR, "CCS", 112.0),                            # vehicle DC limit
+    (station(power_kw=50), CAR, "CCS", 50.0),                              # charger limit
+    (station("AC Level 2", 22.0, ("Type 2",)), CAR, "Type 2", 11.0),       # on-board charger on AC
+    (station("AC Level 1", 1.9, ("Type 2",)), CAR, "Type 2", 1.9),
+    (station("AC Level 2", 43.0, ("Type 2",)), FAST_AC_CAR, "Type 2", 22.0),
+    (station("AC Level 2", 22.0, ("Type 1",)), FAST_AC_CAR, "Type 1", 19.2),  # connector's AC rating
+    (station("AC Level 2", 22.0, ("Tesla",)), FAST_AC_CAR, "Tesla", 19.2),
+    (station(power_kw=150), AC_ONLY, "CCS", 0.0),                          # no DC at all
+    (station(power_kw=150, connectors=("Type 2",)), CAR, "Type 2", 0.0),   # Type 2 carries no DC
+    (station("AC Level 2", 22.0, ("CCS",)), CAR, "CCS", 0.0),              # CCS carries no AC
 ])
-def test_power_cap_is_the_lowest_limit(site, vehicle, cap):
-    assert session_power_cap(site, vehicle) == pytest.approx(cap)
+def test_power_cap_is_the_lowest_limit(site, vehicle, connector, cap):
+    assert session_power_cap(site, vehicle, connector) == pytest.approx(cap)
 
 
-def test_connectors_must_match_and_dc_needs_a_dc_vehicle():
+def test_connectors_must_match_carry_the_current_and_dc_needs_a_dc_vehicle():
     assert shared_connector(station(connectors=("CHAdeMO", "CCS")), CAR) == "CCS"
     assert shared_connector(station(connectors=("CHAdeMO",)), CAR) is None
     assert shared_connector(station(connectors=("Type 2",)), AC_ONLY) is None
+    assert shared_connector(station(connectors=("Type 2", "CCS")), CAR) == "CCS"  # Type 2 is AC only
+    assert shared_connector(station("AC Level 2", 22.0, ("CCS", "Type 2")), CAR) == "Type 2"
+    assert shared_connector(station("AC Level 2", 22.0, ("CCS",)), CAR) is None
+
+
+@pytest.mark.parametrize("connector, ac, dc", [
+    ("Type 1", True, False), ("Type 2", True, False), ("CCS", False, True), ("CHAdeMO", False, True),
+    ("GB/T", False, True), ("Tesla", True, True), ("NACS", True, True), ("Schuko", False, False),
+])  # fmt: skip
+def test_each_connector_carries_its_currents(connector, ac, dc):
+    assert (carries(connector, dc=False), carries(connector, dc=True)) == (ac, dc)
 
 
 def test_curve_is_flat_then_tapers_to_the_floor():

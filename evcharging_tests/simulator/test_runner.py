@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -29,7 +30,7 @@ class ListSink(NullSink):
 
 def world(**config) -> World:
     return World(*from_documents(*synthetic_documents(stations=20)),
-                 WorldConfig(seed=2, vehicles=100, duration_h=1, **config))
+                 WorldConfig(**{"seed": 2, "vehicles": 100, "duration_h": 1, **config}))
 
 
 def test_paced_run_takes_simulated_time_over_speed_and_emits_the_same_events():
@@ -48,7 +49,9 @@ def test_stop_request_flushes_and_counts_what_was_written():
     async def stop_after_a_while():
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(0.3, stop.set)
-        return await run(world(), sink, speed=3600, stop=stop)
+        # A busy morning, so that cars surely plug in within the 0.3 s (18 simulated minutes).
+        busy = world(vehicles=2000, start=datetime(2026, 1, 5, 8, tzinfo=UTC))
+        return await run(busy, sink, speed=3600, stop=stop)
 
     manifest = asyncio.run(stop_after_a_while())
     assert manifest.interrupted
