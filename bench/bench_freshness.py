@@ -1,18 +1,24 @@
-"""End-to-end freshness: an event emitted by the simulator → queryable in ClickHouse.
+"""End-to-end freshness through the path users run: an event emitted → queryable in ClickHouse.
 
-The simulator runs in real time (``--speed``) at a steady rate into Kafka; the stream runs
-continuously (its normal trigger); this process plays Dagster's daemon — it evaluates the two lake
-sensors every few seconds and executes their runs in process (publish each ingest batch, then
-refresh ``lake_main`` and the warehouse facts). When a refresh finishes, every event it loaded is
-queryable; its freshness is that moment minus the event's Kafka timestamp (set by the producer when
-it sent the event). The simulator ramps up and tails off around its arrival window, so the figures
-are for the events sent during the steady part (see ``steady_window``): its rate and freshness
-p50/p95 (target p50 ≤ 60 s at 10,000 events/s); the same over all events is printed beside them.
-It stops once every event the simulator sent is queryable. Everything runs in its own topics, repository, database and chDB directory.
+`dagster dev` runs as `evcharging dev` starts it (webserver, daemon, code server, the queued run
+coordinator with the project's lane limits, the default run launcher: one process per run); the
+stream runs continuously (its normal trigger); the simulator emits at a steady real-time rate. The
+sensors publish and load as they would for a user — nothing here executes a run.
 
-    python bench/bench_freshness.py [--vehicles 20000] [--speed 300] [--minutes 3]
+An event is queryable when the `fact_charging_events` step that loaded its lakeFS commit ended (the
+materialization's timestamp in the Dagster instance); its freshness is that moment minus the event's
+Kafka timestamp (set by the producer when it sent the event). The simulator ramps up and tails off
+around its arrival window, so the headline is for the events sent during the steady part (see
+``steady_window``). Also reported: the events/s sustained there, the largest run queue per job
+(runs waiting or running, sampled every 2 s), each job's run durations, and the drain: from the
+simulator's exit to every event queryable. It stops once every event is queryable. Everything runs
+in its own topics, repository, MongoDB database, data directory (Dagster instance, chDB) and stream.
 
-Needs the local stack (`evcharging stack up`). Writes bench/results/freshness.json.
+    python bench/bench_freshness.py [--vehicles 18000] [--speed 300] [--minutes 10]
+
+Needs the local stack (`evcharging stack up`). Writes bench/results/freshness.json. Targets
+(issue 12): p50 ≤ 60 s and p95 ≤ 120 s at 10,000 events/s for 10 minutes, no run queue above 2,
+drain ≤ 120 s.
 """
 
 from __future__ import annotations
@@ -22,176 +28,249 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
+JOBS = ("publish_ingest_batches", "refresh_lake_main", "refresh_sessions", "reconcile_warehouse")
+PORT = 3395
 
 
 def isolate(run: str, data_dir: Path) -> None:
     os.environ.update({
         "EVCHARGING_KAFKA_EVENTS_TOPIC": f"fresh-events-{run}", "EVCHARGING_KAFKA_MANIFESTS_TOPIC": f"fresh-manifests-{run}",
         "EVCHARGING_LAKEFS_REPOSITORY": f"fresh-{run}", "EVCHARGING_MONGO_DATABASE": f"fresh_{run}",
-        "EVCHARGING_STREAM_NAME": f"fresh{run}", "EVCHARGING_CHDB_PATH": str(data_dir / "chdb"),
-        "EVCHARGING_SPARK_CHECKPOINT_DIR": str(data_dir / "checkpoints"), "EVCHARGING_STREAM_TRIGGER_SECONDS": "5",
+        "EVCHARGING_STREAM_NAME": f"fresh{run}", "EVCHARGING_DATA_DIR": str(data_dir),
+        "EVCHARGING_STREAM_TRIGGER_SECONDS": "5", "EVCHARGING_DAGSTER_URL": f"http://127.0.0.1:{PORT}",
     })
 
 
-def kafka_timestamps(settings) -> dict[tuple[int, int], float]:
-    """(partition, offset) → the producer's timestamp in seconds, for every record of the topic."""
+def kafka_timestamps(settings) -> dict[int, np.ndarray]:
+    """Per partition, the producer's timestamp (s) of every record, indexed by offset − first offset."""
     from aiokafka import AIOKafkaConsumer
 
     async def read():
         consumer = AIOKafkaConsumer(settings.kafka_events_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+                                    auto_offset_reset="earliest", enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
         await consumer.start()
-        out = {}
+        out: dict[int, list] = defaultdict(list)
         try:
             while True:
-                batch = await consumer.getmany(timeout_ms=3000, max_records=50000)
+                batch = await consumer.getmany(timeout_ms=3000, max_records=100_000)
                 if not batch:
                     return out
                 for tp, messages in batch.items():
-                    out.update({(tp.partition, m.offset): m.timestamp / 1000 for m in messages})
+                    out[tp.partition].extend((m.offset, m.timestamp) for m in messages)
         finally:
             await consumer.stop()
 
-    return asyncio.run(read())
+    stamps = {}
+    for partition, pairs in asyncio.run(read()).items():
+        offsets, millis = np.array(pairs, dtype=np.int64).T
+        table = np.full(offsets.max() + 1, np.nan)
+        table[offsets] = millis / 1000
+        stamps[partition] = table
+    return stamps
 
 
-def steady_window(sent_at: list[float], bucket: float = 10.0) -> tuple[float, float, float]:
-    """(start, end, events/s) of the steady part of the run: the simulator ramps up while the first
-    sessions start and tails off while the last ones finish; steady is from the first to the last
-    10-s bucket sending at least 80 % of the busiest buckets' rate (their 90th percentile)."""
-    t0 = sent_at[0]
-    counts: dict[int, int] = {}
-    for t in sent_at:
-        counts[int((t - t0) // bucket)] = counts.get(int((t - t0) // bucket), 0) + 1
-    peak = sorted(counts.values())[int(0.9 * (len(counts) - 1))]
-    busy = [b for b, n in counts.items() if n >= 0.8 * peak]
-    lo, hi = t0 + min(busy) * bucket, t0 + (max(busy) + 1) * bucket
-    return lo, hi, sum(counts.get(b, 0) for b in range(min(busy), max(busy) + 1)) / (hi - lo)
+def steady_window(sent_at: np.ndarray, bucket: float = 10.0) -> tuple[float, float, float]:
+    """(start, end, events/s) of the steady part of the run: from the first to the last 10-s bucket
+    sending at least 80 % of the busiest buckets' rate (their 90th percentile)."""
+    t0 = sent_at.min()
+    counts = np.bincount(((sent_at - t0) // bucket).astype(int))
+    peak = np.sort(counts[counts > 0])[int(0.9 * (np.count_nonzero(counts) - 1))]
+    busy = np.flatnonzero(counts >= 0.8 * peak)
+    lo, hi = t0 + busy.min() * bucket, t0 + (busy.max() + 1) * bucket
+    return lo, hi, counts[busy.min():busy.max() + 1].sum() / (hi - lo)
 
 
-def p(values: list[float], q: int) -> float | None:
-    """The q-th percentile (None without values)."""
-    if len(values) < 2:
-        return values[0] if values else None
-    return statistics.quantiles(values, n=100)[q - 1]
+def queryable_at(instance) -> dict[str, float]:
+    """lakeFS commit → when the fact_charging_events step that loaded it ended."""
+    import dagster as dg
+
+    key, loaded, cursor = dg.AssetKey(["clickhouse", "fact_charging_events"]), {}, None
+    records = []
+    while True:  # at most 10,000 records a call
+        page = instance.fetch_materializations(key, limit=10_000, cursor=cursor)
+        records += page.records
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    for record in records:
+        commit = record.asset_materialization.tags.get("dagster/data_version")
+        if commit and not record.asset_materialization.metadata["already_loaded"].value:
+            loaded[commit] = min(loaded.get(commit, record.timestamp), record.timestamp)
+    return loaded
 
 
-def loaded_events(settings) -> int:
+def run_figures(instance) -> dict[str, dict]:
+    """Per job: runs, their durations (start → end) and queue waits (created → start)."""
+    import dagster as dg
+
+    out = {}
+    for job in JOBS:
+        records = instance.get_run_records(dg.RunsFilter(job_name=job))
+        durations = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
+        waits = [r.start_time - r.create_timestamp.timestamp() for r in records if r.start_time]
+        statuses = defaultdict(int)
+        for r in records:
+            statuses[r.dagster_run.status.value] += 1
+        out[job] = {"runs": len(records), "statuses": dict(statuses),
+                    "duration_p50_s": float(np.median(durations)) if durations else None,
+                    "duration_max_s": max(durations, default=None),
+                    "queue_wait_p50_s": float(np.median(waits)) if waits else None,
+                    "queue_wait_max_s": max(waits, default=None)}
+    return out
+
+
+def queue_depths(instance) -> dict[str, int]:
+    """Per job: runs not finished (waiting to start, or running)."""
+    import dagster as dg
+
+    open_statuses = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                     dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    return {job: instance.get_runs_count(dg.RunsFilter(job_name=job, statuses=open_statuses)) for job in JOBS}
+
+
+def all_queryable(settings, lakefs, instance, expected: int) -> bool:
+    """Every batch published and the warehouse at main's head — asked of lakeFS and Dagster; then, once,
+    ClickHouse's count (waiting for chDB's lock if a step holds it)."""
+    import dagster as dg
+
+    from evcharging.lake.pending import pending_batches
     from evcharging.resources.from_settings import warehouse_resource
 
+    if pending_batches(lakefs, settings.stream_name):
+        return False
+    head = lakefs.repo().branch(settings.lakefs_default_branch).get_commit().id
+    event = instance.get_latest_materialization_event(dg.AssetKey(["clickhouse", "fact_charging_events"]))
+    if not event or event.asset_materialization.tags.get("dagster/data_version") != head:
+        return False
     with warehouse_resource(settings).connect() as wh:
-        return int(wh.query_rows(f"SELECT count() FROM {settings.clickhouse_database}.fact_charging_events FINAL")[0][0])
+        count = int(wh.query_rows(f"SELECT count() FROM {settings.clickhouse_database}.fact_charging_events FINAL")[0][0])
+    return count >= expected
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vehicles", type=int, default=20000)
+    parser.add_argument("--vehicles", type=int, default=18000)
     parser.add_argument("--speed", type=float, default=300, help="simulated seconds per wall second")
-    parser.add_argument("--minutes", type=float, default=3, help="wall minutes of arrivals")
+    parser.add_argument("--minutes", type=float, default=10, help="wall minutes of arrivals")
+    parser.add_argument("--drain-timeout", type=float, default=900, help="seconds to wait after the simulator")
     args = parser.parse_args()
 
     from evcharging.settings import load_settings
 
     run = uuid.uuid4().hex[:8]
-    data_dir = load_settings().data_dir / "bench" / f"freshness-{run}"
+    data_dir = load_settings().data_dir / "bench" / f"freshness-{run}"  # load_settings exported the stack's secrets
     isolate(run, data_dir)
     settings = load_settings()
 
     import dagster as dg
 
-    from evcharging.definitions import defs
-    from evcharging.defs.lake.sensors import ingest_commits
-    from evcharging.resources.from_settings import lakefs_resource, resources, warehouse_resource
+    from evcharging.dagster_dev import DagsterDev
+    from evcharging.demo import load_reference
+    from evcharging.resources.from_settings import resources, scratch_repository
 
-    lakefs = lakefs_resource(settings)
-    lakefs.ensure_repository(f"s3://{settings.minio_bucket}/{settings.lakefs_repository}")
+    say = lambda message: print(f"· {message}", file=sys.stderr, flush=True)  # noqa: E731
+    lakefs = scratch_repository(settings, settings.lakefs_repository)
     asyncio.run(resources(settings)["kafka"].ensure_topics())
-    definitions = defs()
-    instance = dg.DagsterInstance.ephemeral()
-    reference = definitions.resolve_implicit_global_asset_job_def().get_subset(asset_selection={
-        dg.AssetKey(["mongodb", "stations"]), dg.AssetKey(["mongodb", "vehicles"])})
-    assert reference.execute_in_process(instance=instance).success
-    refresh = definitions.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={dg.AssetKey("lake_main"), dg.AssetKey(["clickhouse", "fact_charging_events"]),
-                         dg.AssetKey(["clickhouse", "fact_charging_sessions"])},
-        asset_check_selection=set())
-    publish = definitions.resolve_job_def("publish_ingest_batches")
-
+    dev = DagsterDev(settings, PORT, log_file=data_dir / "dagster-dev.log")
+    os.environ["DAGSTER_HOME"] = dev.env["DAGSTER_HOME"]
+    load_reference(settings, say)
+    dev.start(say)
     hours = args.minutes * 60 * args.speed / 3600
-    print(f"simulating {args.vehicles:,} vehicles for {hours:.1f} h at ×{args.speed:g} ({args.minutes:g} wall minutes)",
-          file=sys.stderr)
+    say(f"dagster dev on :{PORT} (log {dev.log_file}); simulating {args.vehicles:,} vehicles for {hours:.1f} h "
+        f"at ×{args.speed:g} ({args.minutes:g} wall minutes), the stream running beside it")
     stream = subprocess.Popen([sys.executable, "-m", "evcharging.streaming"], cwd=ROOT, env=os.environ.copy(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     manifest_path = data_dir / "run.manifest.json"
     sim = subprocess.Popen([sys.executable, "-m", "simulator", "--vehicles", str(args.vehicles), "--duration", f"{hours:.3f}",
                             "--start", "2026-01-05T06:00:00+00:00", "--speed", str(args.speed), "--sink", "kafka",
                             "--manifest", str(manifest_path), "--quiet"], cwd=ROOT, env=os.environ.copy())
-    sim_started = time.monotonic()
-    ingest_cursor, main_cursor, loads = None, None, []  # loads: (commit, wall time it became queryable)
-    deadline = time.time() + args.minutes * 60 + 900
+    max_depth: dict[str, int] = defaultdict(int)
+    sim_done = drained = None
     try:
-        while time.time() < deadline:
-            context = dg.build_sensor_context(instance=instance, cursor=ingest_cursor, resources={"lakefs": lakefs})
-            result = ingest_commits(context)
-            ingest_cursor = result.cursor
-            for request in result.dynamic_partitions_requests or []:
-                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-            for request in result.run_requests:
-                publish.execute_in_process(instance=instance, partition_key=request.partition_key, raise_on_error=False)
-            head = lakefs.repo().branch(settings.lakefs_default_branch).get_commit().id
-            if head != main_cursor:
-                if refresh.execute_in_process(instance=instance, raise_on_error=False).success:
-                    loads.append((head, time.time()))
-                    main_cursor = head
-                    print(f"  loaded main {head[:12]} at +{time.monotonic() - sim_started:.0f} s", file=sys.stderr)
-            if sim.poll() is not None and head == main_cursor and loads and manifest_path.exists():
-                # done when every event the simulator sent is queryable (none is left out of the figures)
-                if loaded_events(settings) >= json.loads(manifest_path.read_text())["events_total"]:
-                    break
-            time.sleep(3)
+        with dg.DagsterInstance.get() as instance:
+            deadline = time.time() + args.minutes * 60 + args.drain_timeout
+            last_check = 0.0
+            while time.time() < deadline:
+                for job, depth in queue_depths(instance).items():
+                    max_depth[job] = max(max_depth[job], depth)
+                if sim_done is None and sim.poll() is not None:
+                    sim_done = time.time()
+                    say(f"simulator done (exit {sim.returncode}); waiting until every event is queryable")
+                if sim_done and time.time() - last_check > 10 and manifest_path.exists():
+                    last_check = time.time()
+                    if all_queryable(settings, lakefs, instance, json.loads(manifest_path.read_text())["events_total"]):
+                        drained = time.time()
+                        break
+                if dev.proc.poll() is not None:
+                    raise RuntimeError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")
+                time.sleep(2)
+            loaded, jobs = queryable_at(instance), run_figures(instance)
     finally:
-        os.killpg(stream.pid, signal.SIGTERM)
-        stream.wait(120)
+        stream.send_signal(signal.SIGTERM)  # the stream finishes its batch and stops its JVM itself
+        try:
+            stream.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(stream.pid, signal.SIGKILL)
         if sim.poll() is None:
             sim.send_signal(signal.SIGINT)
             sim.wait(60)
-    sim_wall = time.monotonic() - sim_started
+        dev.stop(say)
+    if drained is None:
+        print("not every event became queryable before the deadline", file=sys.stderr)
+        return 1
 
-    sent = kafka_timestamps(settings)
-    freshness: list[tuple[float, float]] = []  # (sent at, freshness)
+    stamps = kafka_timestamps(settings)
+    from evcharging.resources.from_settings import warehouse_resource
+
     with warehouse_resource(settings).connect() as wh:
-        for commit, visible_at in loads:
-            rows = wh.query_rows(f"SELECT kafka_partition, kafka_offset FROM {settings.clickhouse_database}."
-                                 f"fact_charging_events FINAL WHERE load_commit = '{commit}'")
-            freshness += [(sent[key], visible_at - sent[key]) for key in ((int(p), int(o)) for p, o in rows) if key in sent]
+        rows = wh.query_arrow(f"SELECT kafka_partition, kafka_offset, load_commit FROM "
+                              f"{settings.clickhouse_database}.fact_charging_events FINAL").to_pandas()
+    sent = np.full(len(rows), np.nan)
+    for partition, table in stamps.items():
+        mask = (rows.kafka_partition == partition).to_numpy()
+        sent[mask] = table[rows.kafka_offset.to_numpy()[mask]]
+    visible = rows.load_commit.map(loaded).to_numpy(dtype=float)
+    fresh = visible - sent
+    ok = ~np.isnan(fresh)
+    lo, hi, rate = steady_window(sent[ok])
+    steady = fresh[ok & (sent >= lo) & (sent < hi)]
     manifest = json.loads(manifest_path.read_text())
-    lo, hi, rate = steady_window(sorted(sent.values()))
-    steady = [f for at, f in freshness if lo <= at < hi]
-    everything = [f for _, f in freshness]
-    results = {"vehicles": args.vehicles, "speed": args.speed, "events": manifest["events_total"],
-               "steady_window_s": hi - lo, "steady_events_per_s": rate, "loads": len(loads),
-               "events_measured": len(everything), "steady_events_measured": len(steady),
-               "freshness_p50_s": p(steady, 50), "freshness_p95_s": p(steady, 95),
-               "all_events_freshness_p50_s": p(everything, 50), "all_events_freshness_p95_s": p(everything, 95),
-               "wall_s": sim_wall}
+    results = {
+        "mode": "dagster dev (daemon, queued run coordinator, default run launcher), continuous stream",
+        "vehicles": args.vehicles, "speed": args.speed, "events": manifest["events_total"],
+        "events_per_s": rate, "steady_window_s": hi - lo, "steady_events_measured": int(steady.size),
+        "p50_s": float(np.percentile(steady, 50)), "p95_s": float(np.percentile(steady, 95)),
+        "max_s": float(steady.max()),
+        "all_events": {"measured": int(ok.sum()), "p50_s": float(np.percentile(fresh[ok], 50)),
+                       "p95_s": float(np.percentile(fresh[ok], 95)), "max_s": float(fresh[ok].max())},
+        "max_queue_depth": max(max_depth.values(), default=0), "max_queue_depth_per_job": dict(max_depth),
+        "drain_s": drained - sim_done, "warehouse_loads": len(loaded), "jobs": jobs,
+    }
     out = ROOT / "bench" / "results" / "freshness.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"steady rate     : {rate:,.0f} events/s for {hi - lo:.0f} s ({len(steady):,} events; "
-          f"{manifest['events_total']:,} in all, {len(loads)} warehouse loads)")
-    print(f"freshness p50   : {results['freshness_p50_s']:.1f} s   (events sent at the steady rate; target ≤ 60 s "
-          "at 10,000 events/s)")
-    print(f"freshness p95   : {results['freshness_p95_s']:.1f} s")
-    print(f"all events      : p50 {results['all_events_freshness_p50_s']:.1f} s, p95 "
-          f"{results['all_events_freshness_p95_s']:.1f} s ({len(everything):,} measured, with the ramp and the tail)")
+    print(f"mode            : {results['mode']}")
+    print(f"steady rate     : {rate:,.0f} events/s for {hi - lo:.0f} s ({steady.size:,} events; "
+          f"{manifest['events_total']:,} in all, {len(loaded)} warehouse loads)")
+    print(f"freshness       : p50 {results['p50_s']:.1f} s, p95 {results['p95_s']:.1f} s, max {results['max_s']:.1f} s "
+          "(target p50 ≤ 60 s, p95 ≤ 120 s)")
+    print(f"all events      : p50 {results['all_events']['p50_s']:.1f} s, p95 {results['all_events']['p95_s']:.1f} s "
+          "(with the ramp and the tail)")
+    print(f"run queues      : largest {results['max_queue_depth']} (per job {dict(max_depth)}; target ≤ 2)")
+    print(f"drain           : {results['drain_s']:.0f} s from the simulator's end to every event queryable (target ≤ 120 s)")
+    for job, figures in jobs.items():
+        print(f"  {job:<24} {figures['runs']:>4} runs  duration p50 {figures['duration_p50_s'] or 0:5.1f} s "
+              f"max {figures['duration_max_s'] or 0:5.1f} s  queue wait p50 {figures['queue_wait_p50_s'] or 0:5.1f} s")
     return 0
 
 

@@ -84,8 +84,16 @@ def bench_sink(name: str, args, sink) -> Result:
     return Result(f"simulator -> {name}", manifest.events_total, manifest.sessions_started, seconds)
 
 
+def stack_kafka_libs() -> Path:
+    """The jars the local stack runs Kafka from: the cache folder its recipe names (built if missing)."""
+    from evcharging.settings import load_settings
+    from evcharging.stack.builds import kafka_libs
+
+    return kafka_libs(load_settings().cache_dir)
+
+
 def producer_performance(args, topic: str, records: int, record_size: int) -> Result:
-    libs = Path(os.path.expanduser(args.kafka_libs))
+    libs = Path(os.path.expanduser(args.kafka_libs)) if args.kafka_libs else stack_kafka_libs()
     command = ["java", "-Xmx512m", "-cp", f"{libs}/*", "org.apache.kafka.tools.ProducerPerformance",
                "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
                "--throughput", "-1", "--producer-props", f"bootstrap.servers={args.kafka_bootstrap}",
@@ -109,7 +117,7 @@ def main() -> None:
     p.add_argument("--sinks", default="null,file,kafka", help="comma-separated subset of null,file,kafka")
     p.add_argument("--kafka-bootstrap", default=os.environ.get("EVCHARGING_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     p.add_argument("--partitions", type=int, default=3)
-    p.add_argument("--kafka-libs", default="~/.cache/evcharging/kafka-4.4.0/libs")
+    p.add_argument("--kafka-libs", help="Kafka's jars (default: the local stack's, from its build recipe)")
     p.add_argument("--no-baseline", action="store_true", help="skip ProducerPerformance")
     p.add_argument("--profile", choices=("null", "file", "kafka"), help="cProfile this sink's run")
     args = p.parse_args()
