@@ -10,6 +10,7 @@ leaves the same rows.
 
 
 import asyncio
+from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -19,6 +20,7 @@ from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
 from evcharging.resources.warehouse import WarehouseResource
 from evcharging.warehouse.dimensions import rebuild_dim_stations, rebuild_dim_time, rebuild_dim_vehicles
+from evcharging.warehouse.freshness import warehouse_lag
 from evcharging.warehouse.load import load_lake_commit
 from evcharging.warehouse.marts import MARTS, mart_chart, rebuild_mart
 from evcharging.warehouse.tables import row_count, table_preview
@@ -31,6 +33,9 @@ DIM_STATIONS = dg.AssetKey([PREFIX, "dim_stations"])
 DIM_VEHICLES = dg.AssetKey([PREFIX, "dim_vehicles"])
 DIM_TIME = dg.AssetKey([PREFIX, "dim_time"])
 LAKE_MAIN = dg.AssetKey("lake_main")
+# The main-commit sensor refreshes facts and marts within a minute of each merge while events flow:
+# ten minutes without a refresh is worth a warning, thirty a failure (shown on the asset and in the graph).
+FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=10))
 
 
 def _table_metadata(wh, database: str, table: str, order_by: str) -> dict:
@@ -62,13 +67,13 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
 @dg.multi_asset(
     name="warehouse_facts",
     specs=[
-        dg.AssetSpec(FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
+        dg.AssetSpec(FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"}, freshness_policy=FRESHNESS,
                      description="Every charging event on lakeFS main, loaded by ClickHouse straight from the "
                                  "Parquet files each main commit added (read at the commit id over lakeFS's S3 "
                                  "gateway); one row per event (ReplacingMergeTree on the event's identity, read "
                                  "with FINAL), sorted by station and time for time-series queries; filter "
                                  "event_type = 'charging_progress' for the progress curve."),
-        dg.AssetSpec(FACT_SESSIONS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"spark", "clickhouse"},
+        dg.AssetSpec(FACT_SESSIONS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"spark", "clickhouse"}, freshness_policy=FRESHNESS,
                      description="One row per completed charging session, summarised by Spark from the "
                                  "session's events in the warehouse: station, vehicle and model, exact "
                                  "start/end (ms, UTC), duration, energy, average and peak power, SoC, end "
@@ -89,13 +94,14 @@ def warehouse_facts(context: dg.AssetExecutionContext, config: WarehouseLoadConf
                                   log=context.log.info)
         events_meta = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
         sessions_meta = _table_metadata(wh, db, "fact_charging_sessions", "end_time DESC, session_id")
+        lag = warehouse_lag(wh, db, lakefs, commit).metadata()  # plotted over materializations
     if report.already_loaded:
         context.log.info(f"commit {commit[:12]} was already loaded: nothing to do")
     load = {"lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
             "previous_commit": report.previous_commit or "none", "files_added": report.files,
             "already_loaded": report.already_loaded}
     yield dg.MaterializeResult(asset_key=FACT_EVENTS, data_version=dg.DataVersion(commit), metadata={
-        **events_meta, **load, "events_read": report.events_read, "events_loaded": report.events_loaded,
+        **events_meta, **load, **lag, "events_read": report.events_read, "events_loaded": report.events_loaded,
         "events_seconds": dg.MetadataValue.float(report.events_seconds),
         "events_per_second": round(report.events_loaded / report.events_seconds) if report.events_seconds else 0})
     yield dg.MaterializeResult(asset_key=FACT_SESSIONS, data_version=dg.DataVersion(commit), metadata={
@@ -156,7 +162,7 @@ def _mart(name: str) -> dg.AssetsDefinition:
     order_by = MARTS[name][1]
 
     @dg.asset(key=[PREFIX, name], deps=[FACT_SESSIONS, DIM_STATIONS, DIM_TIME], group_name=GROUP,
-              kinds={"clickhouse"}, pool="warehouse", description=_MART_DOCS[name])
+              kinds={"clickhouse"}, pool="warehouse", description=_MART_DOCS[name], freshness_policy=FRESHNESS)
     def mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.connect() as wh:
             rebuild_mart(wh, warehouse.database, name)
