@@ -21,20 +21,20 @@ PROGRESS_EVERY_S = 5.0
 
 
 class PipesProgress:
-    """The simulator's ``on_step``: one log line every ``every_s`` wall seconds (not per step)."""
+    """The simulator's ``on_step``: a log line at the first step, then every ``every_s`` wall seconds."""
 
     def __init__(self, log, every_s: float = PROGRESS_EVERY_S, clock: Callable[[], float] = time.monotonic):
         self.log, self.every_s, self.clock = log, every_s, clock
-        self._at, self._events = clock(), 0
+        self._since, self._logged, self._events = clock(), False, 0
 
     def __call__(self, world, records: int) -> None:
         now = self.clock()
-        if now - self._at < self.every_s:
+        if self._logged and now - self._since < self.every_s:
             return
-        rate = (world.events_total - self._events) / (now - self._at)
+        rate = (world.events_total - self._events) / max(now - self._since, 1e-6)
         self.log.info(f"simulated up to {world.sim_time(world.now)}: {world.sessions_started:,} sessions started, "
                       f"{world.events_total:,} events ({rate:,.0f} events/s)")
-        self._at, self._events = now, world.events_total
+        self._since, self._logged, self._events = now, True, world.events_total
 
 
 def manifest_metadata(manifest: RunManifest) -> dict:

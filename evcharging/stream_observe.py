@@ -35,17 +35,28 @@ class TopicOffsets:
         return sum(self.end.values())
 
 
+async def _partitions(bootstrap_servers: str, topic: str) -> list[int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] or not described["partitions"]:
+        raise LookupError(f"Kafka topic {topic!r} does not exist on {bootstrap_servers}")
+    return sorted(p["partition"] for p in described["partitions"])
+
+
 async def _topic_offsets(bootstrap_servers: str, topic: str) -> TopicOffsets:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    parts = [TopicPartition(topic, p) for p in await _partitions(bootstrap_servers, topic)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                                 request_timeout_ms=10_000)
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster's metadata, so the topic's partitions are known
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not parts:
-            raise LookupError(f"Kafka topic {topic!r} does not exist on {bootstrap_servers}")
         begin, end = await consumer.beginning_offsets(parts), await consumer.end_offsets(parts)
         return TopicOffsets({tp.partition: o for tp, o in begin.items()}, {tp.partition: o for tp, o in end.items()})
     finally:

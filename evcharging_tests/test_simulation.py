@@ -26,14 +26,14 @@ class _World:
         return "2026-01-05T07:00:00Z"
 
 
-def test_progress_is_logged_every_few_seconds_not_every_step():
+def test_progress_is_logged_at_the_first_step_then_every_few_seconds():
     log, now = _Log(), [0.0]
     progress = PipesProgress(log, every_s=5, clock=lambda: now[0])
     for t, events in [(1, 100), (2, 200), (5, 1000), (6, 1100), (10, 2000)]:
         now[0] = t
         progress(_World(events, events // 10), 0)
     assert len(log.lines) == 2
-    assert "1,000 events (200 events/s)" in log.lines[0] and "2,000 events (200 events/s)" in log.lines[1]
+    assert "100 events (100 events/s)" in log.lines[0] and "1,100 events (200 events/s)" in log.lines[1]
 
 
 def test_manifest_becomes_flat_metadata():
