@@ -55,3 +55,9 @@ def lake_quarantine(context: dg.AssetExecutionContext, lakefs: LakeFSResource) -
         "stream": stream,
         "summary": dg.MetadataValue.json(summary.to_dict()),  # the next materialization starts here
     })
+
+
+# Dagster's default automation sensor starts stopped; this one runs from the start, for this asset only.
+quarantine_automation = dg.AutomationConditionSensorDefinition(
+    "quarantine_automation", target=[lake_quarantine], default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30, description="Materializes lake_quarantine after new ingest batches (eager).")
