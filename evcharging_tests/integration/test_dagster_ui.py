@@ -93,12 +93,14 @@ class Dagster:
     def latest_materialization(self, key: str) -> dict | None:
         data = self.query("""query($path: [String!]!) { assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode {
             assetMaterializations(limit: 1) { runId timestamp metadataEntries { label __typename
-              ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } } } } } }""",
+              ... on IntMetadataEntry { intValue } ... on FloatMetadataEntry { floatValue }
+              ... on TextMetadataEntry { text } } } } } }""",
                           {"path": key.split("/")})
         events = data["assetNodeOrError"].get("assetMaterializations") or []
         if not events:
             return None
-        entries = {e["label"]: e.get("intValue", e.get("text")) for e in events[0]["metadataEntries"]}
+        entries = {e["label"]: next((e[k] for k in ("intValue", "floatValue", "text") if k in e), None)
+                   for e in events[0]["metadataEntries"]}
         return {**entries, "dagster_run": events[0]["runId"], "timestamp": float(events[0]["timestamp"]) / 1000}
 
     def latest_observation(self, key: str) -> dict | None:
@@ -295,6 +297,9 @@ def _walk_through(page, dagster: Dagster, settings, nodes: dict, shots: Path) ->
     _open(page, f"{dagster.url}/runs")
     page.get_by_text("publish_ingest_batches").first.wait_for()
     page.screenshot(path=shots / "05-runs.png")
+
+    facts = dagster.latest_materialization("clickhouse/fact_charging_events")
+    assert facts["main_to_clickhouse_lag_seconds"] == 0.0 and facts["newest_event_in_clickhouse"] != "none", facts
 
     # 4. The mart's page shows its new rows.
     _open(page, f"{dagster.url}/assets/{MART}")

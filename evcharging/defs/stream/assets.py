@@ -54,8 +54,8 @@ def simulator_env(kafka: KafkaResource, mongo: MongoResource) -> dict[str, str]:
                     "run manifest becomes the metadata. Observations (sensor kafka_topic_observer) record the "
                     "end offset per partition, events per second and the stream's lag.")],
 )
-def simulator(context: dg.AssetExecutionContext, config: SimulationConfig, simulator: SimulatorResource,
-              kafka: KafkaResource, mongo: MongoResource) -> dg.MaterializeResult:
+def simulator_run(context: dg.AssetExecutionContext, config: SimulationConfig, simulator: SimulatorResource,
+                  kafka: KafkaResource, mongo: MongoResource) -> dg.MaterializeResult:
     """Run the simulator through Dagster Pipes and record what it appended to the topic."""
     seed = config.seed if config.seed is not None else seed_for_run(context.run_id)
     args = simulator_args(config, seed)
