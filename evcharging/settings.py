@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     # --- Dagster ------------------------------------------------------------------------------------
     dagster_url: str = Field("http://127.0.0.1:3000", description="The Dagster UI (served here by `evcharging dev`).")
 
+    # --- simulations launched from Dagster (Pipes) -----------------------------------------------
+    simulator_docker_image: str | None = Field(
+        None, description="Run them in a container of this image (dagster-docker's PipesDockerClient); unset = a subprocess.")
+    simulator_docker_network: str | None = Field(None, description="The Docker network that container joins.")
+
     # ----------------------------------------------------------------------------------------------
     @property
     def secrets_file(self) -> Path:

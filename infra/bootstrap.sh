@@ -71,6 +71,16 @@ install_system() {
       exit 1
     fi
   fi
+  # Debian's Chromium for the browser test of the Dagster UI (Playwright drives it; Playwright's
+  # own browser download cannot work here).
+  if ! command -v chromium >/dev/null; then
+    if [[ $(id -u) -eq 0 ]]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "[bootstrap] error: Chromium missing (the UI test needs it): sudo apt-get install chromium" >&2
+      exit 1
+    fi
+  fi
   for tool in go java mvn git; do
     command -v "$tool" >/dev/null || { echo "[bootstrap] error: '$tool' is required on PATH" >&2; exit 1; }
   done

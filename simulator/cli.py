@@ -87,7 +87,8 @@ async def load_reference(args: argparse.Namespace):
                                    region=args.region, limit=args.stations)
 
 
-async def main_async(args: argparse.Namespace) -> RunManifest:
+async def main_async(args: argparse.Namespace, on_step=None) -> RunManifest:
+    """Run the simulation; ``on_step(world, records)``, if given, replaces the progress bar (Dagster Pipes)."""
     stations, vehicles = await load_reference(args)
     config = WorldConfig(seed=args.seed, run_id=args.run_id, vehicles=args.vehicles,
                          duration_h=None if args.sessions else (args.duration or 24.0),
@@ -110,7 +111,7 @@ async def main_async(args: argparse.Namespace) -> RunManifest:
     clock0 = time.monotonic()
     try:
         manifest = await run(world, sink, speed=args.speed, stop=stop,
-                             on_step=progress.update if progress else None)
+                             on_step=on_step or (progress.update if progress else None))
     finally:
         if progress:
             progress.close()
@@ -174,13 +175,13 @@ def _summary(manifest: RunManifest, seconds: float) -> None:
     Console(stderr=True).print(table)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, on_step=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.sink == "file" and not args.out:
         parser.error("--sink file needs --out PATH")
     try:
-        manifest = asyncio.run(main_async(args))
+        manifest = asyncio.run(main_async(args, on_step))
     except (ReferenceDataError, ConnectionError, ValueError) as exc:
         print(f"evcharging-sim: {exc}", file=sys.stderr)
         return 2

@@ -1,22 +1,38 @@
-"""Resources built directly from settings, for code outside Dagster (the stack, the stream, tests).
+"""The one place that builds the project's resources from settings.
 
-Inside Dagster, ``evcharging/defs/resources.py`` binds the same classes with secrets as ``EnvVar``.
+The Dagster definitions (``evcharging/defs/resources.py``), the CLI, the stream, benchmarks and
+tests all call these factories, so a setting reaches the same resource field everywhere
+(``evcharging_tests/resources/test_from_settings.py`` checks it against every setting compose sets).
+
+``secrets_as_env=True`` is how Dagster binds them: each secret becomes a ``dg.EnvVar`` naming its
+``EVCHARGING_*`` variable, so the UI shows the variable's name, never its value, and a run resolves
+it from its own environment. Without it, the secret's value is passed (code outside Dagster).
 """
 
 from __future__ import annotations
 
+import dagster as dg
+
 from evcharging.resources.kafka import KafkaResource
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
+from evcharging.resources.simulator import SimulatorResource
 from evcharging.resources.spark import SparkResource, spark_config
 from evcharging.resources.warehouse import WarehouseResource
-from evcharging.settings import Settings
+from evcharging.settings import ENV_PREFIX, Settings
 
 
-def lakefs_resource(s: Settings) -> LakeFSResource:
-    return LakeFSResource(endpoint=s.lakefs_endpoint, access_key_id=s.require("lakefs_access_key_id"),
-                          secret_access_key=s.require("lakefs_secret_access_key"), repository=s.lakefs_repository,
-                          default_branch=s.lakefs_default_branch)
+def _secret(s: Settings, name: str, as_env: bool):
+    """A secret setting: its ``EnvVar`` (Dagster resolves it when a run starts, so loading the definitions
+    needs no secret) or its value (everything else; one clear error naming the variable if unset)."""
+    return dg.EnvVar(f"{ENV_PREFIX}{name.upper()}") if as_env else s.require(name)
+
+
+def lakefs_resource(s: Settings, secrets_as_env: bool = False) -> LakeFSResource:
+    return LakeFSResource(endpoint=s.lakefs_endpoint,
+                          access_key_id=_secret(s, "lakefs_access_key_id", secrets_as_env),
+                          secret_access_key=_secret(s, "lakefs_secret_access_key", secrets_as_env),
+                          repository=s.lakefs_repository, default_branch=s.lakefs_default_branch)
 
 
 def kafka_resource(s: Settings) -> KafkaResource:
@@ -52,8 +68,10 @@ def drop_repository(s: Settings, lakefs: LakeFSResource) -> None:
             s3.delete_objects(Bucket=s.minio_bucket, Delete={"Objects": keys})
 
 
-def warehouse_resource(s: Settings) -> WarehouseResource:
-    return WarehouseResource(clickhouse_url=s.clickhouse_url, chdb_path=str(s.chdb_dir), database=s.clickhouse_database,
+def warehouse_resource(s: Settings, secrets_as_env: bool = False) -> WarehouseResource:
+    # The URL carries the server's password: a secret when set; unset means the embedded chDB.
+    url = _secret(s, "clickhouse_url", secrets_as_env) if s.clickhouse_url else None
+    return WarehouseResource(clickhouse_url=url, chdb_path=str(s.chdb_dir), database=s.clickhouse_database,
                              lakefs_endpoint=s.clickhouse_lakefs_endpoint)
 
 
@@ -61,12 +79,19 @@ def mongo_resource(s: Settings) -> MongoResource:
     return MongoResource(url=s.mongo_url, database=s.mongo_database)
 
 
-def spark_resource(s: Settings) -> SparkResource:
-    return SparkResource(spark_config=spark_config(s), lakefs_access_key_id=s.require("lakefs_access_key_id"),
-                         lakefs_secret_access_key=s.require("lakefs_secret_access_key"), cache_dir=str(s.cache_dir))
+def spark_resource(s: Settings, secrets_as_env: bool = False) -> SparkResource:
+    return SparkResource(spark_config=spark_config(s),
+                         lakefs_access_key_id=_secret(s, "lakefs_access_key_id", secrets_as_env),
+                         lakefs_secret_access_key=_secret(s, "lakefs_secret_access_key", secrets_as_env),
+                         cache_dir=str(s.cache_dir))
 
 
-def resources(s: Settings) -> dict:
-    """Every resource the definitions bind, by key, from ``s`` (tests and scripts outside `dagster dev`)."""
-    return {"lakefs": lakefs_resource(s), "kafka": kafka_resource(s), "mongo": mongo_resource(s),
-            "warehouse": warehouse_resource(s), "spark": spark_resource(s)}
+def simulator_resource(s: Settings) -> SimulatorResource:
+    return SimulatorResource(docker_image=s.simulator_docker_image, docker_network=s.simulator_docker_network)
+
+
+def resources(s: Settings, secrets_as_env: bool = False) -> dict:
+    """Every resource the definitions bind, by key (``secrets_as_env=True``: as Dagster binds them)."""
+    return {"lakefs": lakefs_resource(s, secrets_as_env), "kafka": kafka_resource(s), "mongo": mongo_resource(s),
+            "warehouse": warehouse_resource(s, secrets_as_env), "spark": spark_resource(s, secrets_as_env),
+            "simulator": simulator_resource(s)}

@@ -306,13 +306,13 @@ class SessionsReport:
     seconds: float
 
 
-def unsessionized_commits(wh, database: str) -> list[str]:
-    """Loaded commits whose sessions are not summarised yet, oldest first."""
+def unsessionized_commits(wh, database: str) -> list[tuple[str, int]]:
+    """(commit, events it loaded) of the loads whose sessions are not summarised yet, oldest first."""
     rows = wh.query_rows(
-        f"SELECT commit_id FROM {qualified(database, 'load_log')} FINAL "
+        f"SELECT commit_id, events_loaded FROM {qualified(database, 'load_log')} FINAL "
         f"WHERE commit_id NOT IN (SELECT commit_id FROM {qualified(database, 'session_log')}) "
         "ORDER BY loaded_at, commit_id")
-    return [r[0] for r in rows]
+    return [(c, int(n)) for c, n in rows]
 
 
 def record_sessionized(wh, database: str, commits: list[str], sessions: int) -> None:
@@ -327,13 +327,16 @@ def sessionize_pending(wh, database: str, spark, log=None) -> SessionsReport:
     :func:`load_lake_commit`: started only when there is something to do). Recorded last in
     ``session_log``: a crash before it repeats the pass, whose rows collapse under ``FINAL``."""
     ensure_tables(wh, database)
-    commits = unsessionized_commits(wh, database)
-    if not commits:
+    pending = unsessionized_commits(wh, database)
+    commits = [c for c, events in pending if events]
+    if not commits:  # loads that added no event (an empty main, a commit without event files): no Spark
+        if pending:
+            record_sessionized(wh, database, [c for c, _ in pending], 0)
         return SessionsReport([], 0, 0.0)
     started = time.monotonic()
     written = sessionize(wh, database, spark() if callable(spark) else spark, commits)
     seconds = time.monotonic() - started
-    record_sessionized(wh, database, commits, written)
+    record_sessionized(wh, database, [c for c, _ in pending], written)
     if log:
         log(f"Spark wrote {written} completed sessions for {len(commits)} loads in {seconds:.1f} s")
     return SessionsReport(commits, written, round(seconds, 3))

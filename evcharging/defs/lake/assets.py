@@ -6,6 +6,7 @@ import dagster as dg
 
 from evcharging.audit.checks import CHECK_NAMES
 from evcharging.defs.lake.partitions import ingest_batches
+from evcharging.defs.stream.assets import KAFKA_EVENTS
 from evcharging.lake import main_ids
 from evcharging.lake.main import main_snapshot
 from evcharging.lake.publish import BatchPublication, ReferenceIds, publish_batch
@@ -91,7 +92,9 @@ def _run_metadata(lakefs: LakeFSResource, batches: list[BatchPublication]) -> di
     group_name="lake",
     kinds={"lakefs", "pandas", "pandera"},
     pool="lake_publish",  # one audit+merge at a time: "not already on main" must see the last merge
-    deps=[dg.AssetKey(["mongodb", "stations"]), dg.AssetKey(["mongodb", "vehicles"])],
+    # The stream reads the topic into ingest branches. The audit also reads the MongoDB reference ids,
+    # but the data comes from Kafka: an edge from MongoDB would say it flows straight in here.
+    deps=[KAFKA_EVENTS],
     check_specs=[dg.AssetCheckSpec(name, asset="ingest_batch", blocking=True, description=_CHECK_DOCS[name])
                  for name in CHECK_NAMES],
 )

@@ -11,6 +11,7 @@ leaves the same rows.
 
 
 import asyncio
+from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -20,6 +21,7 @@ from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
 from evcharging.resources.warehouse import WarehouseResource
 from evcharging.warehouse.dimensions import rebuild_dim_stations, rebuild_dim_time, rebuild_dim_vehicles
+from evcharging.warehouse.freshness import warehouse_lag
 from evcharging.warehouse.load import last_loaded_commit, load_lake_commit, sessionize_pending
 from evcharging.warehouse.marts import MARTS, mart_chart, rebuild_mart
 from evcharging.warehouse.tables import row_count, table_preview
@@ -32,6 +34,9 @@ DIM_STATIONS = dg.AssetKey([PREFIX, "dim_stations"])
 DIM_VEHICLES = dg.AssetKey([PREFIX, "dim_vehicles"])
 DIM_TIME = dg.AssetKey([PREFIX, "dim_time"])
 LAKE_MAIN = dg.AssetKey("lake_main")
+# The main-commit sensor refreshes facts and marts within a minute of each merge while events flow:
+# ten minutes without a refresh is worth a warning, thirty a failure (shown on the asset and in the graph).
+FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=10))
 
 
 def _table_metadata(wh, database: str, table: str, order_by: str) -> dict:
@@ -60,7 +65,8 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
     return lakefs.repo().branch(lakefs.default_branch).get_commit().id
 
 
-@dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"}, pool="warehouse")
+@dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"}, pool="warehouse",
+          freshness_policy=FRESHNESS)
 def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
                          warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Every charging event on lakeFS main, loaded by ClickHouse straight from the Parquet files each
@@ -73,10 +79,11 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
     with warehouse.connect(on_wait=context.log.info) as wh:
         report = load_lake_commit(wh, db, None, lakefs, commit, config.full_reload, log=context.log.info)
         metadata = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
+        lag = warehouse_lag(wh, db, lakefs, commit).metadata()  # plotted over materializations
     if report.already_loaded:
         context.log.info(f"commit {commit[:12]} was already loaded: nothing to do")
     return dg.MaterializeResult(data_version=dg.DataVersion(commit), metadata={
-        **metadata, "lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
+        **metadata, **lag, "lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
         "previous_commit": report.previous_commit or "none", "files_added": report.files,
         "already_loaded": report.already_loaded, "events_read": report.events_read,
         "events_loaded": report.events_loaded, "batches_loaded": report.batches,
@@ -84,7 +91,8 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
         "events_per_second": round(report.events_loaded / report.events_seconds) if report.events_seconds else 0})
 
 
-@dg.asset(key=FACT_SESSIONS, deps=[FACT_EVENTS], group_name=GROUP, kinds={"spark", "clickhouse"}, pool="warehouse")
+@dg.asset(key=FACT_SESSIONS, deps=[FACT_EVENTS], group_name=GROUP, kinds={"spark", "clickhouse"}, pool="warehouse",
+          freshness_policy=FRESHNESS)
 def fact_charging_sessions(context: dg.AssetExecutionContext, spark: SparkResource,
                            warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per completed charging session, summarised by Spark from the session's events in the
@@ -155,7 +163,7 @@ def _mart(name: str) -> dg.AssetsDefinition:
     order_by = MARTS[name][1]
 
     @dg.asset(key=[PREFIX, name], deps=[FACT_SESSIONS, DIM_STATIONS, DIM_TIME], group_name=GROUP,
-              kinds={"clickhouse"}, pool="warehouse", description=_MART_DOCS[name])
+              kinds={"clickhouse"}, pool="warehouse", description=_MART_DOCS[name], freshness_policy=FRESHNESS)
     def mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.connect() as wh:
             rebuild_mart(wh, warehouse.database, name)
