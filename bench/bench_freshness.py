@@ -193,7 +193,8 @@ def main() -> int:
     manifest_path = data_dir / "run.manifest.json"
     sim = subprocess.Popen([sys.executable, "-m", "simulator", "--vehicles", str(args.vehicles), "--duration", f"{hours:.3f}",
                             "--start", "2026-01-05T06:00:00+00:00", "--speed", str(args.speed), "--sink", "kafka",
-                            "--manifest", str(manifest_path), "--quiet"], cwd=ROOT, env=os.environ.copy())
+                            "--manifest", str(manifest_path), "--quiet"], cwd=ROOT, env=os.environ.copy(),
+                           start_new_session=True)
     max_depth: dict[str, int] = defaultdict(int)
     sim_done = drained = None
     try:
@@ -215,16 +216,16 @@ def main() -> int:
                     raise RuntimeError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")
                 time.sleep(2)
             loaded, jobs = queryable_at(instance), run_figures(instance)
-    finally:
+    finally:  # stop everything this started, whatever happened
+        dev.stop(say)
         stream.send_signal(signal.SIGTERM)  # the stream finishes its batch and stops its JVM itself
-        try:
-            stream.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(stream.pid, signal.SIGKILL)
         if sim.poll() is None:
             sim.send_signal(signal.SIGINT)
-            sim.wait(60)
-        dev.stop(say)
+        for proc in (stream, sim):
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
     if drained is None:
         print("not every event became queryable before the deadline", file=sys.stderr)
         return 1

@@ -239,19 +239,23 @@ def sessionize(wh, database: str, spark, commits: str | list[str]) -> int:
     Their events come from the warehouse as Arrow (timestamps stay ms-exact, UInt columns are cast to
     the signed types the transform expects, LowCardinality arrives as plain strings), Spark
     summarises them, and the rows go back as Arrow."""
+    events = wh.query_arrow(_session_events_sql(database, commits))
+    if not events.num_rows:
+        return 0
+    sessions = summarise_sessions(spark, events, commits if isinstance(commits, str) else commits[-1])
+    if sessions.num_rows:
+        wh.insert_arrow(qualified(database, "fact_charging_sessions"), sessions)
+    return sessions.num_rows
+
+
+def summarise_sessions(spark, events, commit: str):
+    """Spark's session rows (Arrow) for the events (Arrow) of ended sessions, marked with ``commit``."""
     from pyspark.sql import functions as F
 
     from evcharging.transforms.sessions import charging_sessions
 
-    commit = commits if isinstance(commits, str) else commits[-1]
-    events = wh.query_arrow(_session_events_sql(database, commits))
-    if not events.num_rows:
-        return 0
-    session_events = spark.createDataFrame(events)
-    sessions = charging_sessions(session_events, deduplicated=True).withColumn("load_commit", F.lit(commit)).toArrow()
-    if sessions.num_rows:
-        wh.insert_arrow(qualified(database, "fact_charging_sessions"), sessions)
-    return sessions.num_rows
+    frame = spark.createDataFrame(events)
+    return charging_sessions(frame, deduplicated=True).withColumn("load_commit", F.lit(commit)).toArrow()
 
 
 # --- one load ---------------------------------------------------------------------------------------
@@ -322,21 +326,29 @@ def record_sessionized(wh, database: str, commits: list[str], sessions: int) -> 
                f"VALUES {values}")
 
 
-def sessionize_pending(wh, database: str, spark, log=None) -> SessionsReport:
+def sessionize_pending(connect: Callable, database: str, spark, log=None) -> SessionsReport:
     """Summarise the sessions of every load not summarised yet, in one Spark pass (``spark`` as in
-    :func:`load_lake_commit`: started only when there is something to do). Recorded last in
+    :func:`load_lake_commit`: started only when there is something to do). ``connect()`` opens the
+    warehouse; chDB is held only to read the sessions' events and to write the rows back, never
+    while Spark starts or works, so loads of new events go on meanwhile. Recorded last in
     ``session_log``: a crash before it repeats the pass, whose rows collapse under ``FINAL``."""
-    ensure_tables(wh, database)
-    pending = unsessionized_commits(wh, database)
-    commits = [c for c, events in pending if events]
-    if not commits:  # loads that added no event (an empty main, a commit without event files): no Spark
-        if pending:
-            record_sessionized(wh, database, [c for c, _ in pending], 0)
-        return SessionsReport([], 0, 0.0)
+    with connect() as wh:
+        ensure_tables(wh, database)
+        pending = unsessionized_commits(wh, database)
+        commits = [c for c, events in pending if events]
+        events = wh.query_arrow(_session_events_sql(database, commits)) if commits else None
+        if not commits:  # loads that added no event (an empty main, a commit without event files): no Spark
+            if pending:
+                record_sessionized(wh, database, [c for c, _ in pending], 0)
+            return SessionsReport([], 0, 0.0)
     started = time.monotonic()
-    written = sessionize(wh, database, spark() if callable(spark) else spark, commits)
+    sessions = summarise_sessions(spark() if callable(spark) else spark, events, commits[-1]) if events.num_rows else None
+    with connect() as wh:
+        if sessions is not None and sessions.num_rows:
+            wh.insert_arrow(qualified(database, "fact_charging_sessions"), sessions)
+        written = sessions.num_rows if sessions is not None else 0
+        record_sessionized(wh, database, [c for c, _ in pending], written)
     seconds = time.monotonic() - started
-    record_sessionized(wh, database, [c for c, _ in pending], written)
     if log:
         log(f"Spark wrote {written} completed sessions for {len(commits)} loads in {seconds:.1f} s")
     return SessionsReport(commits, written, round(seconds, 3))

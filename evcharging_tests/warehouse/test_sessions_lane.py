@@ -18,13 +18,15 @@ def test_several_loads_are_summarised_in_one_pass(lake, warehouse, spark):
     c1, c2 = lake.commit(a[:3] + b, "first"), lake.commit(a[3:], "second")
     with warehouse.connect() as wh:
         lake.start_warehouse_at_base(wh, DB)
-        assert sessionize_pending(wh, DB, NO_SPARK).commits == []  # the base load added no event
+    assert sessionize_pending(warehouse.connect, DB, NO_SPARK).commits == []  # the base load added no event
+    with warehouse.connect() as wh:
         for commit in (c1, c2):
             assert load_lake_commit(wh, DB, None, lake.lakefs, commit).events_loaded > 0  # events only
         assert [c for c, _ in unsessionized_commits(wh, DB)] == [c1, c2]
-        report = sessionize_pending(wh, DB, spark)
-        assert report.commits == [c1, c2] and report.sessions_loaded == 2
-        assert sessionize_pending(wh, DB, NO_SPARK).commits == []
+    report = sessionize_pending(warehouse.connect, DB, spark)
+    assert report.commits == [c1, c2] and report.sessions_loaded == 2
+    assert sessionize_pending(warehouse.connect, DB, NO_SPARK).commits == []
+    with warehouse.connect() as wh:
         sessions = wh.query_rows(f"SELECT session_id, event_count FROM {qualified(DB, 'fact_charging_sessions')} "
                                  "FINAL ORDER BY session_id")
     assert sessions == [("sl-a", 6), ("sl-b", 3)]

@@ -128,7 +128,9 @@ def main_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) ->
     return dg.SensorResult(run_requests=[dg.RunRequest(tags={"lakefs/commit": head})], cursor=head)
 
 
-@dg.sensor(job=jobs.refresh_sessions, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+# A JVM start-up costs ~15 s of CPU on 2 cores: at most one sessions pass a minute, each over every
+# load since the last, leaves the cores to the stream, the audit and the event loads.
+@dg.sensor(job=jobs.refresh_sessions, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def sessions_behind_events(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """A sessions refresh while the sessions fact is behind the events fact (their data versions are
     the lakeFS commits they hold), unless one is waiting or running: it covers every load so far."""

@@ -91,7 +91,9 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
         "events_per_second": round(report.events_loaded / report.events_seconds) if report.events_seconds else 0})
 
 
-@dg.asset(key=FACT_SESSIONS, deps=[FACT_EVENTS], group_name=GROUP, kinds={"spark", "clickhouse"}, pool="warehouse",
+# No pool: this step holds chDB only while it reads and writes (opening it waits for the lock), not
+# while Spark works, so the events keep loading meanwhile.
+@dg.asset(key=FACT_SESSIONS, deps=[FACT_EVENTS], group_name=GROUP, kinds={"spark", "clickhouse"},
           freshness_policy=FRESHNESS)
 def fact_charging_sessions(context: dg.AssetExecutionContext, spark: SparkResource,
                            warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -101,8 +103,9 @@ def fact_charging_sessions(context: dg.AssetExecutionContext, spark: SparkResour
     the last one in one pass (Spark starts only if there is one); its data version is the newest
     lakeFS commit whose sessions are in."""
     db = warehouse.database
+    report = sessionize_pending(lambda: warehouse.connect(on_wait=context.log.info), db, lambda: spark.spark_session,
+                                log=context.log.info)
     with warehouse.connect(on_wait=context.log.info) as wh:
-        report = sessionize_pending(wh, db, lambda: spark.spark_session, log=context.log.info)
         metadata = _table_metadata(wh, db, "fact_charging_sessions", "end_time DESC, session_id")
         newest = last_loaded_commit(wh, db)
     return dg.MaterializeResult(data_version=dg.DataVersion(newest or "empty"), metadata={
