@@ -151,7 +151,7 @@ def pipeline(stack_settings, unique_name, tmp_path, monkeypatch):
 
 def _load_reference(settings) -> None:
     """MongoDB stations and vehicles and their ClickHouse dimensions, on the instance the UI serves."""
-    from evcharging.cli import dagster_env
+    from evcharging.dagster_dev import dagster_env
     from evcharging.definitions import defs
     from evcharging.defs.reference.assets import stations, vehicles
     from evcharging.defs.warehouse.assets import dim_stations, dim_vehicles
