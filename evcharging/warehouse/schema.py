@@ -127,7 +127,8 @@ ORDER BY (station_id, start_time, session_id)""",
     close_minute UInt16,
     renewable_energy Bool,
     rating Float64,
-    installation_year UInt16
+    installation_year UInt16,
+    retired Bool DEFAULT false
 ) ENGINE = ReplacingMergeTree ORDER BY station_id""",
     "dim_vehicles": """(
     vehicle_model_id String,
@@ -140,7 +141,8 @@ ORDER BY (station_id, start_time, session_id)""",
     price_eur Nullable(Float64),
     range_km Float64,
     top_speed_kmh Float64,
-    acceleration_0_100_s Float64
+    acceleration_0_100_s Float64,
+    retired Bool DEFAULT false
 ) ENGINE = ReplacingMergeTree ORDER BY vehicle_model_id""",
     "dim_time": """(
     hour DateTime('UTC'),

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from evcharging.audit.checks import CHECK_NAMES
 from evcharging.defs.lake.partitions import ingest_batches
+from evcharging.defs.retry import TRANSIENT_RETRY
 from evcharging.lake import main_ids
 from evcharging.lake.main import main_snapshot
 from evcharging.lake.publish import OPERATOR_ACTION, BatchPublication, ReferenceIds, publish_batch
@@ -59,11 +60,6 @@ def _check_results(batches: list[BatchPublication]) -> list[dg.AssetCheckResult]
             check_name=name, passed=False, description=description[:4000], metadata=metadata,
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN))
     return results
-
-
-# Transient faults of lakeFS, FerretDB or ClickHouse (a restart, a dropped connection) are waited out. A
-# blocked batch is no such fault: a failed blocking check is not retried (Dagster raises it itself).
-TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 class IngestBatchConfig(dg.Config):

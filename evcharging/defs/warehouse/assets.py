@@ -14,6 +14,7 @@ import asyncio
 import dagster as dg
 from pydantic import Field
 
+from evcharging.defs.retry import TRANSIENT_RETRY
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
@@ -61,6 +62,7 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
 
 @dg.multi_asset(
     name="warehouse_facts",
+    retry_policy=TRANSIENT_RETRY,
     specs=[
         dg.AssetSpec(FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
                      description="Every charging event on lakeFS main, loaded by ClickHouse straight from the "
@@ -111,7 +113,8 @@ async def _documents(mongo: MongoResource, collection: str) -> list[dict]:
 
 
 @dg.asset(key=DIM_STATIONS, deps=[dg.AssetKey(["mongodb", "stations"])], group_name=GROUP,
-          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager())
+          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager(),
+          retry_policy=TRANSIENT_RETRY)
 def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Charging stations from the MongoDB reference data: city, operator, charger type, deliverable
     power, price per kWh, chargers (parking spots), location. Rebuilt whole from the collection."""
@@ -122,7 +125,8 @@ def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.Mater
 
 
 @dg.asset(key=DIM_VEHICLES, deps=[dg.AssetKey(["mongodb", "vehicles"])], group_name=GROUP,
-          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager())
+          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager(),
+          retry_policy=TRANSIENT_RETRY)
 def dim_vehicles(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Vehicle models from the MongoDB reference data (key ``vehicle_model_id``, the model's ``_id``,
     which every event carries): battery, efficiency, AC/DC limits, connectors, price, range."""
