@@ -105,6 +105,7 @@ def _quiet_outage_noise(spark) -> None:
     for name in _QUIET_JVM_LOGGERS:
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.OFF)
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # the lakeFS SDK's own retries, one line each
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per callback otherwise
 
 
 def _supervise(query, stop: threading.Event, watch: OutageWatch, drain_timeout: float):
