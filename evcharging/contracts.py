@@ -10,7 +10,7 @@ from simulator.events import CONTRACT_VERSION, END_REASONS, EVENT_TYPES, FIELDS,
 
 __all__ = [
     "CONTRACT_VERSION", "END_REASONS", "EVENT_TYPES", "FIELDS", "KAFKA_COLUMNS", "LAKE_EVENTS_PATH",
-    "QUARANTINE_PATH", "lake_event_columns", "spark_event_schema",
+    "QUARANTINE_PATH", "RESCUED_COLUMN", "lake_event_columns", "spark_event_schema",
 ]
 
 # Where the stream writes on each ingest branch (and, once merged, on main).
@@ -19,6 +19,9 @@ QUARANTINE_PATH = "quarantine/events"  # raw bytes + Kafka coordinates + reason
 
 # Kafka coordinates kept beside every valid event: they prove exactly-once and allow replays.
 KAFKA_COLUMNS = ("kafka_partition", "kafka_offset")
+# The keys of an event this contract does not know, as one JSON object (null when there are none):
+# a newer producer's fields are kept, not rejected (see simulator.events on contract versions).
+RESCUED_COLUMN = "rescued_fields"
 
 
 def _spark_type(f: EventField):
@@ -41,4 +44,4 @@ def spark_event_schema(corrupt_column: str | None = None):
 
 def lake_event_columns() -> list[str]:
     """Columns of a valid event on the lake, in order (``event_date`` is the Parquet partition)."""
-    return [f.name for f in FIELDS] + list(KAFKA_COLUMNS)
+    return [f.name for f in FIELDS] + [RESCUED_COLUMN, *KAFKA_COLUMNS]

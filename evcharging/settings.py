@@ -106,11 +106,18 @@ class Settings(BaseSettings):
     stream_name: str = Field("events", description="Names the ingest branches and the checkpoint folder.")
     stream_trigger_seconds: int = 10
     stream_max_offsets_per_trigger: int = 200_000
+    stream_outage_window_seconds: float = Field(
+        300, description="How long the stream waits, with backoff, for an unreachable Kafka, lakeFS or MinIO before "
+                         "it gives up with one message.")
 
     # --- write-audit-publish ----------------------------------------------------------------------
     audit_max_quarantine_share: float = Field(0.05, description="Above this share of quarantined records a batch is not merged.")
 
     # --- reference data --------------------------------------------------------------------------
+    reference_max_rejected_share: float = Field(
+        0.1, description="A reference reload is refused when more than this share of its rows is rejected.")
+    reference_max_removed_share: float = Field(
+        0.1, description="A reference reload is refused when it would remove more than this share of the stored documents.")
     stations_csv: Path | None = Field(None, description="Kaggle stations CSV; unset = synthetic generator.")
     vehicles_csv: Path | None = Field(None, description="Kaggle vehicles CSV; unset = synthetic generator.")
 

@@ -1,7 +1,9 @@
 """Shared fixtures: the real local stack (started once per test session) and one SparkSession.
 
 Integration tests never skip: if a service cannot start, the fixture fails with the stack's own
-message (service, problem, log path).
+message (service, problem, log path). Every test that needs the stack — through ``stack_settings``
+or any fixture built on it, such as ``spark`` — is marked ``integration`` here, so
+``pytest -m "not integration"`` runs without a stack.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ import pytest
 from evcharging.settings import Settings, load_settings
 from evcharging.stack import stack
 from evcharging.stack.process import StackError
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "stack_settings" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

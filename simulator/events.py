@@ -6,6 +6,17 @@ The producer owns this module: the Spark stream, the pandera checks and the Clic
 An event is one JSON object per Kafka record (key = session_id), with the keys of `FIELDS` in that
 order and numbers as JSON numbers. `encode` is the reference encoder; `SessionEventEncoder` is the
 hot-path encoder the simulator uses and must produce the very same bytes (a test holds it to that).
+
+Versions are additive, so that producers and the stream can be upgraded in any order:
+
+* A consumer accepts events of every version from 1 on, newer ones included. A key it does not
+  know is not an error: it is kept with the event as a *rescued* field (the lake's and the
+  warehouse's ``rescued_fields`` JSON column), like Databricks Auto Loader's rescued-data column.
+* Adding a version: bump ``CONTRACT_VERSION`` and append the new fields to ``FIELDS`` with
+  ``since=<the new version>`` and ``nullable=True`` (events of older producers do not have them).
+  Never remove, rename or retype a field: that is a new topic, not a new version. The stream then
+  parses the field into its own lake column, and the warehouse adds the column on its next load,
+  filled for rows loaded before from what was rescued under the same name.
 """
 
 from __future__ import annotations
@@ -26,12 +37,18 @@ FIELD_KINDS = ("string", "int", "float", "timestamp")
 
 @dataclass(frozen=True, slots=True)
 class EventField:
-    """One field of the event: its JSON name, kind, whether it may be null, and its meaning."""
+    """One field of the event: its JSON name, kind, whether it may be null, its meaning, and the
+    contract version that added it (a field added after version 1 may be absent: older producers)."""
 
     name: str
     kind: str
     nullable: bool
     doc: str
+    since: int = 1
+
+    @property
+    def optional(self) -> bool:
+        return self.since > 1
 
 
 FIELDS: tuple[EventField, ...] = (
@@ -142,14 +159,21 @@ def _kind_error(kind: str, value: Any) -> str | None:
     return None if ok else f"expected {kind}, got {value!r}"
 
 
+def rescued_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``event`` this contract does not know (a newer producer's), with their values."""
+    return {name: value for name, value in event.items() if name not in FIELD_NAMES}
+
+
 def validate(event: Any) -> list[str]:
-    """Every reason the event breaks the contract; an empty list means it is valid."""
+    """Every reason the event breaks the contract; an empty list means it is valid. Unknown keys
+    are no reason (see :func:`rescued_fields`), and neither is a newer contract_version."""
     if not isinstance(event, Mapping):
         return [f"event is not an object: {type(event).__name__}"]
     reasons: list[str] = []
     for f in FIELDS:
         if f.name not in event:
-            reasons.append(f"missing field {f.name}")
+            if not f.optional:
+                reasons.append(f"missing field {f.name}")
             continue
         value = event[f.name]
         if value is None:
@@ -159,11 +183,10 @@ def validate(event: Any) -> list[str]:
         error = _kind_error(f.kind, value)
         if error:
             reasons.append(f"{f.name}: {error}")
-    reasons += [f"unknown field {name}" for name in event if name not in FIELD_NAMES]
     if reasons:
         return reasons
-    if event["contract_version"] != CONTRACT_VERSION:
-        reasons.append(f"contract_version {event['contract_version']} is not {CONTRACT_VERSION}")
+    if event["contract_version"] < 1:
+        reasons.append(f"contract_version {event['contract_version']} is not a version (1 or later)")
     if event["event_type"] not in EVENT_TYPES:
         reasons.append(f"unknown event_type {event['event_type']!r}")
     if event["event_type"] == "session_ended":

@@ -103,16 +103,21 @@ def check_session_sequences(events: pd.DataFrame) -> CheckOutcome:
                         f"{events['session_id'].nunique()} sessions ordered and monotonic")
 
 
-def check_not_on_main(events: pd.DataFrame, ids_on_main: set[str]) -> CheckOutcome:
+def check_not_on_main(events: pd.DataFrame, ids_on_main: set[str], duplicates: int = 0, conflicts: int = 0) -> CheckOutcome:
+    """After copies were taken out (see ``evcharging.audit.copies``), no event id is on main or twice
+    in the batch; ``duplicates`` and ``conflicts`` say how many were taken out."""
     repeated = events["event_id"][events["event_id"].isin(ids_on_main)]
     twice_here = events["event_id"][events["event_id"].duplicated()]
+    meta = {"duplicates_dropped": duplicates, "conflicts_quarantined": conflicts}
     if len(repeated) or len(twice_here):
         return CheckOutcome(
             "no_event_already_on_main", False,
             f"{len(repeated)} event ids already on main, {len(twice_here)} repeated in the batch, "
             f"e.g. {sorted(set(repeated) | set(twice_here))[:SAMPLE]}",
-            metadata={"already_on_main": len(repeated), "repeated_in_batch": len(twice_here)})
-    return CheckOutcome("no_event_already_on_main", True, f"{len(events)} event ids are new to main")
+            metadata={**meta, "already_on_main": len(repeated), "repeated_in_batch": len(twice_here)})
+    copies = f"; {duplicates} exact copies dropped, {conflicts} conflicts quarantined" if duplicates or conflicts else ""
+    return CheckOutcome("no_event_already_on_main", True, f"{len(events)} event ids are new to main{copies}",
+                        metadata=meta)
 
 
 def check_event_times(events: pd.DataFrame, now: datetime | None = None) -> CheckOutcome:
@@ -137,13 +142,14 @@ def check_quarantine_share(valid: int, quarantined: int, max_share: float) -> Ch
 
 
 def audit(events: pd.DataFrame, *, station_ids: set[str], vehicle_model_ids: set[str], ids_on_main: set[str],
-          quarantined: int, max_quarantine_share: float, now: datetime | None = None) -> list[CheckOutcome]:
+          quarantined: int, max_quarantine_share: float, now: datetime | None = None, duplicates: int = 0,
+          conflicts: int = 0) -> list[CheckOutcome]:
     """Every check on one batch, in a stable order."""
     return [
         check_contract_schema(events),
         check_reference_ids(events, station_ids, vehicle_model_ids),
         check_session_sequences(events),
-        check_not_on_main(events, ids_on_main),
+        check_not_on_main(events, ids_on_main, duplicates, conflicts),
         check_event_times(events, now),
         check_quarantine_share(len(events), quarantined, max_quarantine_share),
     ]
@@ -151,3 +157,38 @@ def audit(events: pd.DataFrame, *, station_ids: set[str], vehicle_model_ids: set
 
 CHECK_NAMES = ("contract_schema", "reference_ids_exist", "session_sequences_consistent", "no_event_already_on_main",
                "event_times_plausible", "quarantine_share")
+
+
+def offending_rows(events: pd.DataFrame, *, station_ids: set[str], vehicle_model_ids: set[str],
+                   now: datetime | None = None) -> pd.Series:
+    """Row label → reason, for every row that makes a row-level check fail (the first reason found):
+    what an operator's "publish without offending rows" moves to quarantine. A broken session
+    sequence offends with all of its rows, since no one row of it can be said to be the wrong one."""
+    import pandera.errors
+
+    reasons: dict = {}
+
+    def mark(mask: pd.Series, reason: str) -> None:
+        for label in events.index[mask.fillna(False).to_numpy(bool)]:
+            reasons.setdefault(label, reason)
+
+    try:
+        event_schema().validate(events, lazy=True)
+    except pandera.errors.SchemaErrors as err:
+        cases = err.failure_cases.dropna(subset=["index"])
+        for case in cases.itertuples():
+            reasons.setdefault(case.index, f"contract_schema: {case.column} {case.check}")
+    mark(~events["station_id"].isin(station_ids), "reference_ids_exist: unknown station_id")
+    if "vehicle_model_id" in events:
+        mark(events["vehicle_model_id"].notna() & ~events["vehicle_model_id"].isin(vehicle_model_ids),
+             "reference_ids_exist: unknown vehicle_model_id")
+    times = pd.to_datetime(events["event_time"], utc=True, errors="coerce")
+    mark((times < EARLIEST_PLAUSIBLE) | (times > (now or datetime.now(UTC)) + MAX_FUTURE),
+         "event_times_plausible: implausible event_time")
+    ordered = events.sort_values(["session_id", "seq"])
+    same = ordered["session_id"].eq(ordered["session_id"].shift())
+    broken = ordered.duplicated(["session_id", "seq"], keep=False)
+    for column in ("soc_pct", "energy_kwh", "event_time"):
+        broken |= same & ordered[column].lt(ordered[column].shift())
+    mark(events["session_id"].isin(ordered.loc[broken, "session_id"]), "session_sequences_consistent: broken sequence")
+    return pd.Series(reasons, dtype=object)

@@ -41,6 +41,38 @@ class IngestCommit:
         return json.loads(self.metadata.get(f"{META}event_dates", "[]"))
 
 
+@dataclass(frozen=True)
+class Unpublished:
+    """The ingest batches the stream finished that are not on main yet (blocked, or waiting)."""
+
+    count: int
+    oldest_branch: str | None = None
+    oldest_age_s: float | None = None  # since the stream committed it
+
+
+def unpublished_batches(lakefs: LakeFSResource, stream: str) -> Unpublished:
+    """Tagged ingest batches of ``stream`` whose branch still exists and is not merged (a merged
+    branch is deleted right after its merge; one left by a crash in between does not count; a
+    branch without its tag is still being written). Costs a few calls per unpublished batch."""
+    from datetime import UTC, datetime
+
+    from lakefs.exceptions import NotFoundException
+
+    repo = lakefs.repo()
+    waiting = []
+    for branch in repo.branches(prefix=f"{BRANCH_PREFIX}{stream}-"):
+        try:
+            commit = repo.tag(tag_for_branch(branch.id)).get_commit()
+        except NotFoundException:
+            continue
+        if not is_merged(lakefs, commit.id):
+            waiting.append((branch.id, commit))
+    if not waiting:
+        return Unpublished(0)
+    branch, commit = waiting[0]  # names are zero-padded: the first is the oldest batch
+    return Unpublished(len(waiting), branch, round(datetime.now(UTC).timestamp() - commit.creation_date, 1))
+
+
 def branch_for_tag(tag: str) -> str:
     return BRANCH_PREFIX + tag.removeprefix(TAG_PREFIX)
 
@@ -121,14 +153,21 @@ def event_ids_on_main(lakefs: LakeFSResource, event_dates: list[str]) -> set[str
     return ids
 
 
-def publish(lakefs: LakeFSResource, commit: IngestCommit, metadata: dict[str, str]) -> str:
-    """Merge the batch's branch into main with ``metadata``, then delete the branch. Returns the merge commit."""
+def publish(lakefs: LakeFSResource, commit: IngestCommit, metadata: dict[str, str], note: str = "") -> str:
+    """Merge the batch's branch into main with ``metadata`` (and ``note`` in the message), then delete
+    the branch. Returns the merge commit."""
     repo = lakefs.repo()
     branch = repo.branch(commit.branch)
-    merge_commit = branch.merge_into(repo.branch(lakefs.default_branch),
-                                     message=f"publish {commit.branch}", metadata=metadata)
+    # allow_empty: a batch of nothing but copies of main's events is published too (and so counted as done)
+    merge_commit = branch.merge_into(repo.branch(lakefs.default_branch), allow_empty=True,
+                                     message=f"publish {commit.branch} {note}".strip(), metadata=metadata)
     branch.delete()
     return merge_commit
+
+
+def audit_failed(commit) -> bool:
+    """Whether ``commit`` (a branch's head) records a failed audit."""
+    return (commit.metadata or {}).get(f"{AUDIT}status") == "failed"
 
 
 def record_failed_audit(lakefs: LakeFSResource, commit: IngestCommit, failures: dict[str, str]) -> None:

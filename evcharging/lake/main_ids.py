@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -42,12 +42,13 @@ class MainFile:
 
 @dataclass(frozen=True)
 class MainClashes:
-    """The batch's event ids that main already holds, and what finding them cost."""
+    """The batch's event ids that main already holds, their rows there, and what finding them cost."""
 
     ids: set[str]
     files: int  # main's Parquet files on the batch's event dates
     files_opened: int  # files whose footer was read: new to the store, or in the batch's time range
     files_read: int  # files whose event_id column was read (in the batch's time range, or of unknown range)
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # main's rows of those ids (to compare content)
 
 
 class FileTimes:
@@ -212,7 +213,8 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
     file is opened (its size from the listing spares a HEAD request): its spans come from the
     footer, or for row groups without statistics from reading event_time (once; then they are in
     ``times``), and event_id is read only for row groups that overlap. ``intervals`` None means the
-    batch has events of unknown time: every row group is read.
+    batch has events of unknown time: every row group is read. Only a row group holding one of the
+    ids is read whole, for the rows of those ids (copies are rare, and their content is compared).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -230,7 +232,7 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
     to_open = [f for f in files if f.key not in known or groups_in_range(known[f.key], intervals)]
     parquet = ds.ParquetFileFormat()
 
-    def one(file: MainFile) -> tuple[list[str], bool, list[Span] | None]:
+    def one(file: MainFile) -> tuple[pa.Table | None, bool, list[Span] | None]:
         spans = known.get(file.key)
         learned = None
         with parquet.make_fragment(file.path, filesystem=filesystem, file_size=file.size).open() as source:
@@ -248,22 +250,28 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
                     spans = learned = found
             groups = list(range(reader.metadata.num_row_groups)) if spans is None else groups_in_range(spans, intervals)
             if not groups:
-                return [], False, learned
+                return None, False, learned
             ids = reader.read_row_groups(groups, columns=["event_id"], use_threads=False).column(0).cast(pa.string())
-        return pc.unique(ids.filter(pc.is_in(ids, value_set=wanted))).to_pylist(), True, learned
+            if not pc.any(pc.is_in(ids, value_set=wanted)).as_py():
+                return None, True, learned
+            rows = reader.read_row_groups(groups, use_threads=False)
+        return rows.filter(pc.is_in(rows["event_id"].cast(pa.string()), value_set=wanted)), True, learned
 
-    found_ids: set[str] = set()
+    found: list[pa.Table] = []
     read = 0
     learned_spans: dict[str, list[Span]] = {}
     if to_open:
         with ThreadPoolExecutor(max_workers=max(1, min(threads, len(to_open)))) as pool:
-            for file, (ids, was_read, learned) in zip(to_open, pool.map(one, to_open), strict=True):
-                found_ids.update(ids)
+            for file, (rows, was_read, learned) in zip(to_open, pool.map(one, to_open), strict=True):
+                if rows is not None:
+                    found.append(rows)
                 read += was_read
                 if learned is not None:
                     learned_spans[file.key] = learned
     times.put(learned_spans)
-    return MainClashes(found_ids, len(files), len(to_open), read)
+    rows = pa.concat_tables(found, promote_options="permissive").to_pandas() if found else pd.DataFrame()
+    ids = set(rows["event_id"].astype(str)) if len(rows) else set()
+    return MainClashes(ids, len(files), len(to_open), read, rows)
 
 
 def main_files(lakefs: LakeFSResource, ref: str, event_dates) -> list[MainFile]:

@@ -2,12 +2,14 @@
 
 The stream leaves each finished batch as a branch ``ingest-<stream>-<batch>`` whose head is the
 commit its tag ``ingested-<stream>-<batch>`` points to. Publishing deletes the branch; a failed
-audit adds a commit on top of it. So a batch is *pending* exactly while its branch exists and its
-head is still its tag's commit — whatever happened to the run that last tried it.
+audit adds a commit on top of it (so does a publish that dropped copies, just before its merge).
+So a batch is *pending* exactly while its tagged branch exists and its head is not a failed audit —
+whatever happened to the run that last tried it. Only the rare branch whose head moved costs a call.
 """
 
 from __future__ import annotations
 
+from evcharging.lake.ingest import audit_failed
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.streaming.batches import BRANCH_PREFIX, TAG_PREFIX
 
@@ -28,4 +30,6 @@ def pending_batches(lakefs: LakeFSResource, stream: str) -> list[str]:
     sdk = lakefs.client().sdk_client
     tags = _refs(sdk.tags_api.list_tags, lakefs.repository, f"{TAG_PREFIX}{stream}-")
     branches = _refs(sdk.branches_api.list_branches, lakefs.repository, f"{BRANCH_PREFIX}{stream}-")
-    return sorted(b for b, head in branches.items() if tags.get(TAG_PREFIX + b.removeprefix(BRANCH_PREFIX)) == head)
+    repo = lakefs.repo()
+    return sorted(b for b, head in branches.items() if TAG_PREFIX + b.removeprefix(BRANCH_PREFIX) in tags
+                  and (tags[TAG_PREFIX + b.removeprefix(BRANCH_PREFIX)] == head or not audit_failed(repo.commit(head).get_commit())))

@@ -1,6 +1,10 @@
 """Storing prepared reference documents in MongoDB (or FerretDB) with PyMongo's async client.
 
-The collection ends up mirroring its source. Documents whose ``_id`` the source no longer has are
+The collection ends up mirroring its source, unless the reload looks like a broken source: it is
+refused, with nothing changed, when more than a configured share of its rows was rejected or when it
+would remove more than a configured share of the stored documents (:func:`reload_refusal`). A
+station or vehicle that leaves the source stays resolvable in the warehouse, where the dimension
+keeps it marked retired. Documents whose ``_id`` the source no longer has are
 deleted first (so a unique index cannot trip over a stale document); every changed document is
 then upserted by its stable ``_id`` (``ReplaceOne(..., upsert=True)``) and every new one inserted,
 in chunks of one ``bulk_write``. Documents identical to the stored ones are not written, so a
@@ -30,6 +34,25 @@ log = logging.getLogger(__name__)
 # thing that could still stall, large enough that 5,000 stations take ten round trips.
 DEFAULT_CHUNK_SIZE = 500
 DUPLICATE_KEY = 11000
+
+
+class ReferenceReloadRefused(RuntimeError):
+    """A reload that would damage the stored reference data; nothing was changed."""
+
+
+def reload_refusal(collection: str, source: str, valid: int, rejected: int, stored: int, removed: int,
+                   max_rejected_share: float, max_removed_share: float) -> str | None:
+    """Why a reload of ``collection`` must not go ahead, or None when it may."""
+    rows = valid + rejected
+    if rows and rejected / rows > max_rejected_share:
+        return (f"{collection}: {rejected} of {rows} rows of {source} were rejected ({rejected / rows:.1%}, more than "
+                f"EVCHARGING_REFERENCE_MAX_REJECTED_SHARE={max_rejected_share:g}); nothing was changed. Fix the "
+                "source (the rejected rows are listed with their line and reason) and reload.")
+    if stored and removed / stored > max_removed_share:
+        return (f"{collection}: the reload from {source} would remove {removed} of the {stored} stored documents "
+                f"({removed / stored:.1%}, more than EVCHARGING_REFERENCE_MAX_REMOVED_SHARE={max_removed_share:g}); "
+                "nothing was changed. If the source really shrank, raise the setting for this reload.")
+    return None
 
 
 @dataclass(frozen=True)
@@ -72,16 +95,22 @@ async def ensure_indexes(db: AsyncDatabase, dataset: ReferenceDataset) -> str:
 
 
 async def store_reference(
-    db: AsyncDatabase, dataset: ReferenceDataset, prepared: PreparedData, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    db: AsyncDatabase, dataset: ReferenceDataset, prepared: PreparedData, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_rejected_share: float = 1.0, max_removed_share: float = 1.0,
 ) -> LoadResult:
-    """Make ``db[dataset.collection]`` hold exactly ``prepared.documents``; idempotent."""
+    """Make ``db[dataset.collection]`` hold exactly ``prepared.documents``; idempotent. Raises
+    :class:`ReferenceReloadRefused` before writing anything when the shares are exceeded."""
     collection = db[dataset.collection]
-    geo_index = await ensure_indexes(db, dataset)
     # Reference collections are small (thousands of documents): comparing against what is stored
     # client-side makes a reload write nothing, and avoids a `$nin` of every id (16 MB command limit).
     stored = {doc["_id"]: doc async for doc in collection.find({})}
     wanted = {doc["_id"] for doc in prepared.documents}
     stale = [_id for _id in stored if _id not in wanted]
+    refusal = reload_refusal(dataset.collection, prepared.source, len(prepared.documents), len(prepared.rejected),
+                             len(stored), len(stale), max_rejected_share, max_removed_share)
+    if refusal:
+        raise ReferenceReloadRefused(refusal)
+    geo_index = await ensure_indexes(db, dataset)
     removed = 0
     for chunk in _chunks(stale, chunk_size):
         removed += (await collection.delete_many({"_id": {"$in": chunk}})).deleted_count

@@ -13,6 +13,7 @@ from pathlib import Path
 from evcharging.settings import MissingSettingError, load_settings
 from evcharging.streaming.batches import BatchConflictError
 from evcharging.streaming.job import StreamConfigError, StreamOptions, run
+from evcharging.streaming.outage import StreamOutageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             available_now=args.available_now or None, trigger_seconds=args.trigger_seconds,
             max_offsets_per_trigger=args.max_offsets_per_trigger, topic=args.topic)
         run(settings, options)
-    except (StreamConfigError, MissingSettingError, BatchConflictError) as err:
+    except (StreamConfigError, MissingSettingError, BatchConflictError, StreamOutageError) as err:
         print(f"stream: {err}", file=sys.stderr)
         return 2
     return 0

@@ -45,6 +45,17 @@ def tag_name(stream: str, batch_id: int) -> str:
 
 
 @dataclass(frozen=True)
+class BatchCounts:
+    """What the stream wrote for one batch."""
+
+    valid: int
+    quarantined: int
+    event_dates: list[str]
+    rescued: int = 0  # valid events with fields the contract does not know
+    rescued_names: list[str] = ()
+
+
+@dataclass(frozen=True)
 class BatchResult:
     batch_id: int
     branch: str
@@ -53,6 +64,7 @@ class BatchResult:
     quarantined_rows: int
     offsets: dict[str, list[int]]  # partition → [first, last + 1)
     replayed: bool = False
+    rescued_rows: int = 0
 
 
 def offset_ranges(records) -> dict[str, list[int]]:
@@ -95,7 +107,7 @@ def checkpoint_offsets(checkpoint: Path, batch_id: int, topic: str) -> dict[str,
 
 
 def commit_metadata(stream: str, batch_id: int, topic: str, offsets: dict, valid: int, quarantined: int,
-                    event_dates: list[str]) -> dict[str, str]:
+                    event_dates: list[str], rescued: int = 0, rescued_names: list[str] = ()) -> dict[str, str]:
     return {
         f"{META}stream": stream,
         f"{META}batch_id": str(batch_id),
@@ -105,6 +117,9 @@ def commit_metadata(stream: str, batch_id: int, topic: str, offsets: dict, valid
         f"{META}quarantined_rows": str(quarantined),
         f"{META}contract_version": str(CONTRACT_VERSION),
         f"{META}event_dates": json.dumps(event_dates),
+        # valid events that carried fields this contract does not know, and those fields' names
+        f"{META}rescued_rows": str(rescued),
+        f"{META}rescued_fields": json.dumps(sorted(rescued_names)),
     }
 
 
@@ -147,14 +162,16 @@ class IngestBatchWriter:
             log.warning("batch %s: dropping the uncommitted branch %s left by a crash", batch_id, branch.id)
             branch.delete()
         branch.create(source_reference=self.lakefs.default_branch)
-        valid, quarantined, dates = self._write_files(records, branch.id)
+        n = self._write_files(records, branch.id)
         commit = branch.commit(
-            message=f"ingest {self.stream} batch {batch_id}: {valid} events, {quarantined} quarantined",
-            metadata=commit_metadata(self.stream, batch_id, self.topic, offsets, valid, quarantined, dates))
+            message=f"ingest {self.stream} batch {batch_id}: {n.valid} events, {n.quarantined} quarantined",
+            metadata=commit_metadata(self.stream, batch_id, self.topic, offsets, n.valid, n.quarantined, n.event_dates,
+                                     n.rescued, n.rescued_names))
         commit_id = commit.get_commit().id
         repo.tag(tag_name(self.stream, batch_id)).create(commit_id)
-        log.info("batch %s → %s@%s: %s valid, %s quarantined", batch_id, branch.id, commit_id[:12], valid, quarantined)
-        return BatchResult(batch_id, branch.id, commit_id, valid, quarantined, offsets)
+        log.info("batch %s → %s@%s: %s valid (%s with rescued fields), %s quarantined", batch_id, branch.id,
+                 commit_id[:12], n.valid, n.rescued, n.quarantined)
+        return BatchResult(batch_id, branch.id, commit_id, n.valid, n.quarantined, offsets, rescued_rows=n.rescued)
 
     def _already_done(self, repo, batch_id: int, offsets: dict) -> BatchResult | None:
         """The batch's earlier result if it is already committed (checked against the replay's offsets)."""
@@ -178,28 +195,34 @@ class IngestBatchWriter:
         log.info("batch %s was already committed as %s: replay skipped", batch_id, commit.id[:12])
         return BatchResult(batch_id, branch_name(self.stream, batch_id), commit.id,
                            int(commit.metadata[f"{META}valid_rows"]), int(commit.metadata[f"{META}quarantined_rows"]),
-                           offsets, replayed=True)
+                           offsets, replayed=True, rescued_rows=int(commit.metadata.get(f"{META}rescued_rows", 0)))
 
-    def _write_files(self, records, branch: str) -> tuple[int, int, list[str]]:
+    def _write_files(self, records, branch: str) -> BatchCounts:
         from pyspark.sql import Observation
         from pyspark.sql import functions as F
 
+        from evcharging.contracts import RESCUED_COLUMN
         from evcharging.transforms.ingest import classify_records, quarantine_rows, valid_events
 
         # One pass: the valid events are written while an Observation counts both kinds and
         # collects the dates. Quarantined records are rare, so only a batch with some pays for a
         # second pass (classification is deterministic: the same records get the same reasons).
         stats = Observation(f"batch-{branch}")
+        valid_row = F.col("reason").isNull()
+        rescued = F.when(valid_row, F.col(RESCUED_COLUMN))
         classified = classify_records(records).observe(
             stats,
-            F.count(F.when(F.col("reason").isNull(), 1)).alias("valid"),
+            F.count(F.when(valid_row, 1)).alias("valid"),
             F.count("reason").alias("quarantined"),
-            F.collect_set(F.when(F.col("reason").isNull(), F.to_date("event.event_time"))).alias("dates"))
+            F.collect_set(F.when(valid_row, F.to_date("event.event_time"))).alias("dates"),
+            F.count(rescued).alias("rescued"),
+            F.array_distinct(F.flatten(F.collect_set(F.json_object_keys(rescued)))).alias("rescued_names"))
         valid_events(classified).write.mode("append").partitionBy("event_date").parquet(
             self.lakefs.s3a_uri(branch, LAKE_EVENTS_PATH))
         counts = stats.get
-        valid, quarantined = int(counts["valid"]), int(counts["quarantined"])
-        if quarantined:
+        result = BatchCounts(int(counts["valid"]), int(counts["quarantined"]), sorted(str(d) for d in counts["dates"]),
+                             int(counts["rescued"]), sorted(counts["rescued_names"] or []))
+        if result.quarantined:
             quarantine_rows(classify_records(records)).write.mode("append").parquet(
                 self.lakefs.s3a_uri(branch, QUARANTINE_PATH))
-        return valid, quarantined, sorted(str(d) for d in counts["dates"])
+        return result

@@ -2,8 +2,10 @@
 
 Durable checkpoint (``<checkpoint_dir>/<stream_name>``), configurable trigger interval and
 ``maxOffsetsPerTrigger``. SIGTERM/SIGINT let the running batch finish, then stop the query; a
-restart resumes from the checkpoint. Unreachable Kafka, lakeFS or checkpoint location fail before
-Spark starts, with one message naming the setting to fix.
+restart resumes from the checkpoint. While Kafka, lakeFS or MinIO is unreachable — at start or
+mid-stream — the stream waits with backoff and resumes from its checkpoint when the service is back
+(see ``outage``); past the outage window, and for a missing topic or repository or an unwritable
+checkpoint location, it stops with one message naming the setting to fix.
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ from evcharging.settings import Settings
 from evcharging.resources.from_settings import lakefs_resource
 from evcharging.resources.kafka import list_topics
 from evcharging.streaming.batches import IngestBatchWriter
+from evcharging.streaming.outage import OutageWatch, looks_like_connection_error, stream_services
 
 log = logging.getLogger("evcharging.streaming")
+# JVM loggers that print a stack trace (or a line per reconnect) for each failure an outage causes;
+# the stream reports an outage itself, one line per attempt, and re-raises any other error.
+_QUIET_JVM_LOGGERS = ("org.apache.spark.sql.execution.streaming", "org.apache.spark.executor.Executor",
+                      "org.apache.spark.scheduler.TaskSetManager", "org.apache.spark.scheduler.TaskSchedulerImpl",
+                      "org.apache.kafka", "org.apache.hadoop.fs.s3a", "org.apache.spark.sql.kafka010")
 
 
 class StreamConfigError(RuntimeError):
@@ -92,29 +100,61 @@ def start_query(spark, s: Settings, options: StreamOptions):
     return stream.start()
 
 
+def _quiet_outage_noise(spark) -> None:
+    jvm = spark._jvm
+    for name in _QUIET_JVM_LOGGERS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.OFF)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # the lakeFS SDK's own retries, one line each
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per callback otherwise
+
+
+def _supervise(query, stop: threading.Event, watch: OutageWatch, drain_timeout: float):
+    """Wait for the query to end (or ``stop``); returns its exception, if any. Progress after a
+    restart ends the outage ``watch`` was tracking."""
+    from pyspark.errors import StreamingQueryException
+
+    while query.isActive and not stop.is_set():
+        try:
+            query.awaitTermination(1)
+        except StreamingQueryException as failed:
+            return failed
+        if watch.began is not None and query.lastProgress is not None:
+            watch.over()
+    if query.isActive:  # asked to stop: let the running batch finish first
+        log.info("stopping: waiting for the running batch to finish")
+        deadline = time.monotonic() + drain_timeout
+        while query.status["isTriggerActive"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        query.stop()
+    return query.exception()
+
+
 def run(s: Settings, options: StreamOptions, drain_timeout: float = 300) -> None:
-    """Run until stopped (or, with ``available_now``, until the topic is drained)."""
+    """Run until stopped (or, with ``available_now``, until the topic is drained), waiting out
+    outages of Kafka, lakeFS and MinIO shorter than the window."""
     from evcharging.resources.spark import build_spark_session
 
-    preflight(s, options)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
+    watch = OutageWatch(stream_services(s), s.stream_outage_window_seconds, sleep=stop.wait)
+    if watch.down():
+        watch.wait_until_up("at start")
+    preflight(s, options)
     spark = build_spark_session(s, f"evcharging-stream-{options.stream_name}")
     spark.sparkContext.setLogLevel("WARN")
-    query = start_query(spark, s, options)
-    log.info("stream %s: %s → lakeFS %s, checkpoint %s", options.stream_name, options.topic,
-             s.lakefs_repository, options.checkpoint)
+    _quiet_outage_noise(spark)
     try:
-        while query.isActive and not stop.is_set():
-            query.awaitTermination(1)
-        if query.isActive:  # asked to stop: let the running batch finish first
-            log.info("stopping: waiting for the running batch to finish")
-            deadline = time.monotonic() + drain_timeout
-            while query.status["isTriggerActive"] and time.monotonic() < deadline:
-                time.sleep(0.2)
-            query.stop()
-        if query.exception():
-            raise query.exception()
+        while not stop.is_set():
+            query = start_query(spark, s, options)
+            log.info("stream %s: %s → lakeFS %s, checkpoint %s", options.stream_name, options.topic,
+                     s.lakefs_repository, options.checkpoint)
+            error = _supervise(query, stop, watch, drain_timeout)
+            if error is None:
+                return
+            cause = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            if not looks_like_connection_error(str(error)) and watch.down() is None:
+                raise error
+            watch.wait_until_up(cause)
     finally:
         spark.stop()

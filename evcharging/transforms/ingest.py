@@ -3,7 +3,8 @@
 Every check is a native Spark expression built from ``simulator.events.FIELDS`` (no Python UDF on
 the hot path: a row-wise Python validator runs at ~70,000 events/s per core, Spark's JSON reader
 several times faster). The reasons mirror ``simulator.events.validate``, so a record the
-simulator would reject is quarantined here with the same words.
+simulator would reject is quarantined here with the same words. Keys the contract does not know are
+no reason: they are rescued into ``rescued_fields`` (JSON), as ``simulator.events.rescued_fields``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from evcharging.contracts import (
-    CONTRACT_VERSION, END_REASONS, EVENT_TYPES, FIELDS, lake_event_columns, spark_event_schema,
-)
+from evcharging.contracts import END_REASONS, EVENT_TYPES, FIELDS, RESCUED_COLUMN, lake_event_columns, spark_event_schema
 
 _TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 _NUMBER_KINDS = ("int", "float")
@@ -33,7 +32,8 @@ def _field_reasons(raw: Column, keys: Column, event: Column) -> list[Column]:
     for f in FIELDS:
         present = F.array_contains(keys, f.name)
         value = event[f.name]
-        reasons.append(_when(~present, f"missing field {f.name}"))
+        if not f.optional:  # a field of a later version is absent from an older producer's events
+            reasons.append(_when(~present, f"missing field {f.name}"))
         if not f.nullable:
             # A JSON null, or a value of the wrong type that the parser had to drop. Each expression
             # below appears once, inside its branch: Spark evaluates a repeated subexpression eagerly
@@ -54,8 +54,9 @@ def _rule_checks(event: Column) -> list[tuple[Column, Column | str]]:
     known_reasons = F.array(*[F.lit(r) for r in END_REASONS])
     ended = event["event_type"] == "session_ended"
     checks = [
-        (event["contract_version"] != CONTRACT_VERSION,
-         F.concat(F.lit("contract_version "), event["contract_version"].cast("string"), F.lit(f" is not {CONTRACT_VERSION}"))),
+        # Newer versions are accepted: they only add optional fields, which are rescued until known.
+        (event["contract_version"] < 1,
+         F.concat(F.lit("contract_version "), event["contract_version"].cast("string"), F.lit(" is not a version (1 or later)"))),
         (~F.array_contains(known_types, event["event_type"]), F.concat(F.lit("unknown event_type "), event["event_type"])),
         (~event["event_time"].rlike(_TIMESTAMP_PATTERN), "event_time: expected timestamp"),
         (ended & (event["end_reason"].isNull() | ~F.array_contains(known_reasons, event["end_reason"])),
@@ -79,7 +80,7 @@ def _plainly_valid(raw: Column, keys: Column, event: Column, rules: list[tuple[C
     text = [f for f in FIELDS if f.kind in _TEXT_KINDS]
     quoted = (F.length(raw) - F.length(F.replace(raw, F.lit('":"'), F.lit("")))) / 3
     text_values = sum(F.when(event[f.name].isNotNull(), 1).otherwise(0) for f in text)
-    in_order = keys == F.array(*[F.lit(f.name) for f in FIELDS])
+    in_order = _in_contract_order(keys)
     any_order = F.array_sort(keys) == F.array(*[F.lit(n) for n in sorted(f.name for f in FIELDS)])
     conditions = [in_order | any_order, quoted == text_values,
                   *[event[f.name].isNotNull() for f in FIELDS if not f.nullable],
@@ -87,9 +88,29 @@ def _plainly_valid(raw: Column, keys: Column, event: Column, rules: list[tuple[C
     return reduce(lambda a, b: a & b, conditions)
 
 
+def _contract_keys() -> Column:
+    return F.array(*[F.lit(f.name) for f in FIELDS])
+
+
+def _in_contract_order(keys: Column) -> Column:
+    return keys == _contract_keys()
+
+
+def _rescued(raw: Column, keys: Column, unknown: Column) -> Column:
+    """The unknown keys with their JSON values as one JSON object; null when there are none.
+
+    The records in contract order (nearly all) are decided by the comparison the validity test makes
+    anyway; only the others pay for the key difference, and only those with unknown keys for a second
+    parse (into variants, so a value keeps its JSON type: "1.2" stays a string, 1.2 a number).
+    """
+    entries = F.map_filter(F.from_json(raw, "map<string,variant>"), lambda k, _: ~F.array_contains(_contract_keys(), k))
+    return F.when(_in_contract_order(keys), F.lit(None)).when(F.size(unknown) > 0, F.to_json(entries))
+
+
 def classify_records(records: DataFrame) -> DataFrame:
     """Kafka rows (``value`` binary, ``partition``, ``offset``, …) → one row each with the parsed
-    ``event`` struct and ``reason`` (every broken rule, ``; ``-separated; null = valid)."""
+    ``event`` struct, ``reason`` (every broken rule, ``; ``-separated; null = valid) and
+    ``rescued_fields`` (the unknown keys as JSON, null when none)."""
     raw = F.col("value").cast("string")
     # Null when the value is not a JSON object. json_object_keys (like from_json) reads the first
     # JSON value only and ignores what follows it, so the record must also end with that object.
@@ -99,12 +120,10 @@ def classify_records(records: DataFrame) -> DataFrame:
     event = F.from_json(raw, spark_event_schema(), {"mode": "PERMISSIVE"})
     with_parts = records.withColumn("_raw", raw).withColumn("_keys", keys).withColumn("event", event)
     raw_c, keys_c, event_c = F.col("_raw"), F.col("_keys"), F.col("event")
-    known = F.array(*[F.lit(f.name) for f in FIELDS])
-    unknown = F.array_except(keys_c, known)
+    unknown = F.array_except(keys_c, _contract_keys())
     structural = [
         _when(raw_c.isNull(), "empty record"),
         _when(keys_c.isNull(), "not a JSON object"),
-        _when(F.size(unknown) > 0, F.concat(F.lit("unknown field "), F.array_join(unknown, ", "))),
     ]
     rules = _rule_checks(event_c)
     # Field and rule checks only mean something for a JSON object. concat_ws skips the nulls (the
@@ -115,7 +134,8 @@ def classify_records(records: DataFrame) -> DataFrame:
     diagnosis = F.concat_ws("; ", *structural, *detailed)
     reason = F.when(F.coalesce(_plainly_valid(raw_c, keys_c, event_c, rules), F.lit(False)), F.lit(None)) \
         .otherwise(F.when(diagnosis != "", diagnosis))
-    return with_parts.withColumn("reason", reason.cast("string")).drop("_keys")
+    return (with_parts.withColumn("reason", reason.cast("string"))
+            .withColumn(RESCUED_COLUMN, _rescued(raw_c, keys_c, unknown)).drop("_keys"))
 
 
 def valid_events(classified: DataFrame) -> DataFrame:
@@ -123,7 +143,7 @@ def valid_events(classified: DataFrame) -> DataFrame:
     event_time = F.to_timestamp(F.col("event.event_time"), "yyyy-MM-dd'T'HH:mm:ss.SSSX")
     columns = [F.col(f"event.{f.name}").alias(f.name) for f in FIELDS if f.kind != "timestamp"]
     return (classified.where(F.col("reason").isNull())
-            .select(*columns, event_time.alias("event_time"),
+            .select(*columns, event_time.alias("event_time"), F.col(RESCUED_COLUMN),
                     F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"))
             .select(*lake_event_columns())
             .withColumn("event_date", F.to_date("event_time")))

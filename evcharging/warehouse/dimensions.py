@@ -2,6 +2,9 @@
 
 ``dim_vehicles`` is keyed by the vehicle *model* (the ``vehicles`` collection's ``_id``), which the
 events carry as ``vehicle_model_id``; the fleet vehicle (``vehicle_id``) stays on the facts.
+
+A station or model that left the reference data stays in its dimension, marked ``retired``, as it
+last was: the events already in the warehouse still resolve against it.
 """
 
 from __future__ import annotations
@@ -46,12 +49,29 @@ def _arrow(columns: dict[str, list], types: dict):
     return pa.table({name: pa.array(values, type=types.get(name)) for name, values in columns.items()})
 
 
+def _rebuild_keeping_retired(wh, database: str, dimension: str, key: str, table) -> int:
+    """Rebuild ``dimension`` from the Arrow ``table`` (the current reference rows); rows of the old
+    dimension whose ``key`` the table lacks are kept, marked retired."""
+    import pyarrow as pa
+
+    current = table.append_column("retired", pa.array([False] * table.num_rows, pa.bool_()))
+    columns = ", ".join(f"`{c}`" for c in table.column_names)
+
+    def fill(shadow: str) -> None:
+        if current.num_rows:
+            wh.insert_arrow(shadow, current)
+        wh.command(f"INSERT INTO {shadow} ({columns}, `retired`) SELECT {columns}, true "
+                   f"FROM {qualified(database, dimension)} FINAL WHERE `{key}` NOT IN (SELECT `{key}` FROM {shadow})")
+
+    return rebuild(wh, database, dimension, fill)
+
+
 def rebuild_dim_stations(wh, database: str, documents: Iterable[dict]) -> int:
     import pyarrow as pa
 
     table = _arrow(station_rows(documents), {"connector_types": pa.list_(pa.string()),
                                              "renewable_energy": pa.bool_()})
-    return rebuild(wh, database, "dim_stations", lambda shadow: table.num_rows and wh.insert_arrow(shadow, table))
+    return _rebuild_keeping_retired(wh, database, "dim_stations", "station_id", table)
 
 
 def rebuild_dim_vehicles(wh, database: str, documents: Iterable[dict]) -> int:
@@ -59,7 +79,7 @@ def rebuild_dim_vehicles(wh, database: str, documents: Iterable[dict]) -> int:
 
     table = _arrow(vehicle_rows(documents), {"connector_types": pa.list_(pa.string()),
                                              "dc_max_kw": pa.float64(), "price_eur": pa.float64()})
-    return rebuild(wh, database, "dim_vehicles", lambda shadow: table.num_rows and wh.insert_arrow(shadow, table))
+    return _rebuild_keeping_retired(wh, database, "dim_vehicles", "vehicle_model_id", table)
 
 
 def dim_time_select(database: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from evcharging.lake.ingest import AUDIT
 from evcharging.streaming.batches import META
 
 Ranges = dict[str, list[list[int]]]  # "topic:partition" -> half-open offset ranges [lo, hi)
@@ -25,8 +26,8 @@ class MergedBatch:
     branch: str
     merge_commit: str
     ranges: Ranges
-    valid_rows: int
-    quarantined_rows: int
+    valid_rows: int  # events it published on main
+    quarantined_rows: int  # by the stream, and by the publish (conflicts, rows an operator withdrew)
     dropped_rows: int  # records the publish dropped as exact copies of events already kept
 
     @property
@@ -35,18 +36,24 @@ class MergedBatch:
 
 
 def merged_batch(commit_id: str, metadata: dict[str, str]) -> MergedBatch | None:
-    """The batch a merge commit published, or None for any other commit."""
+    """The batch a merge commit published, or None for any other commit.
+
+    The stream recorded its valid and quarantined records; the publish, what it did with the valid
+    ones: the rows it published, exact copies it dropped, conflicts and (by operator action) offending
+    rows it moved to quarantine."""
     branch = metadata.get(f"{META}ingest_branch")
     if not branch:
         return None
     topic = metadata.get(f"{META}kafka_topic", "")
     offsets = json.loads(metadata.get(f"{META}kafka_offsets", "{}"))
+    audit = lambda key, default=0: int(metadata.get(f"{AUDIT}{key}", default))  # noqa: E731
     return MergedBatch(
         branch=branch, merge_commit=commit_id,
         ranges={f"{topic}:{p}": [[int(lo), int(hi)]] for p, (lo, hi) in offsets.items()},
-        valid_rows=int(metadata.get(f"{META}valid_rows", 0)),
-        quarantined_rows=int(metadata.get(f"{META}quarantined_rows", 0)),
-        dropped_rows=int(metadata.get(f"{META}duplicates_dropped", 0)))
+        valid_rows=audit("published_rows", metadata.get(f"{META}valid_rows", 0)),
+        quarantined_rows=int(metadata.get(f"{META}quarantined_rows", 0)) + audit("conflicts_quarantined")
+        + audit("withdrawn_rows"),
+        dropped_rows=audit("duplicates_dropped"))
 
 
 def merged_batches(repo, since: str | None, until: str) -> list[MergedBatch]:

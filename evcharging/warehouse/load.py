@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 from evcharging.contracts import lake_event_columns
 from evcharging.lake.main import LakeHistoryError, added_event_files
 from evcharging.warehouse.lineage import merged_batches, union_ranges
-from evcharging.warehouse.schema import ensure_tables, event_column_types, qualified
+from evcharging.warehouse.schema import ensure_tables, event_column_types, optional_fields, qualified, rescued_value
 
 __all__ = [
     "EVENT_FILES_PER_INSERT", "EventLoadError", "LakeHistoryError", "LoadReport", "event_insert_sql",
@@ -153,6 +153,10 @@ def event_insert_sql(database: str, lakefs, commit: str, paths: list[str], endpo
     """One ``INSERT … SELECT`` of the given event files of ``commit`` (holds the lakeFS credentials);
     ``endpoint``: lakeFS's S3 gateway as ClickHouse reaches it, when not at ``lakefs.endpoint``."""
     columns = ", ".join(f"`{c}`" for c in lake_event_columns())
+    # A file written before the contract knew a field has it only among the rescued fields.
+    optional = optional_fields()
+    values = ", ".join(f"ifNull(`{c}`, {rescued_value(optional[c])}) AS `{c}`" if c in optional else f"`{c}`"
+                       for c in lake_event_columns())
     credentials = f"{_sql_str(lakefs.access_key_id)}, {_sql_str(lakefs.secret_access_key)}"
     structure = _sql_str(_file_structure())
     files = "\nUNION ALL ".join(
@@ -162,7 +166,7 @@ def event_insert_sql(database: str, lakefs, commit: str, paths: list[str], endpo
     # speed and guarantees nothing (FINAL and merges collapse across blocks and parts anyway).
     # use_hive_partitioning = 0: the file's columns only, whatever its directory is called.
     return (f"INSERT INTO {qualified(database, 'fact_charging_events')} ({columns}, `load_commit`)\n"
-            f"SELECT {columns}, {_sql_str(commit)} AS `load_commit` FROM (\n{files})\n"
+            f"SELECT {values}, {_sql_str(commit)} AS `load_commit` FROM (\n{files})\n"
             "SETTINGS optimize_on_insert = 0, use_hive_partitioning = 0")
 
 

@@ -12,15 +12,18 @@ Engines and sort keys follow the queries:
   ``EXCHANGE TABLES`` (atomic), so re-materializing them always leaves exactly one copy.
 * ``load_log`` records each loaded lakeFS commit: the next load diffs from the last one.
 
-The event columns come from the contract's ``FIELDS``; :func:`ensure_tables` also adds columns a
+The event columns come from the contract's ``FIELDS``, then ``rescued_fields`` (the JSON of keys the
+contract did not know when the event was streamed); :func:`ensure_tables` also adds columns a
 newer contract introduced (``ALTER … ADD COLUMN IF NOT EXISTS``) so an existing warehouse follows.
+Such a column's default is its value among the rescued fields: the rows loaded before the contract
+knew the field show what the producer sent (computed on read, then written by merges).
 """
 
 from __future__ import annotations
 
-from evcharging.contracts import FIELDS, KAFKA_COLUMNS, EventField
+from evcharging.contracts import FIELDS, KAFKA_COLUMNS, RESCUED_COLUMN, EventField
 
-__all__ = ["TABLES", "ensure_tables", "event_column_types", "qualified"]
+__all__ = ["TABLES", "ensure_tables", "event_column_types", "optional_fields", "qualified", "rescued_value"]
 
 _LOW_CARDINALITY = {"event_type", "connector_type", "end_reason", "run_id", "vehicle_model_id"}
 _NARROW_INTS = {"contract_version": "UInt16", "seq": "UInt32"}
@@ -45,7 +48,24 @@ def _clickhouse_type(f: EventField) -> str:
 def event_column_types() -> list[tuple[str, str]]:
     """(name, ClickHouse type) of ``fact_charging_events``, in order."""
     cols = [(f.name, _clickhouse_type(f)) for f in FIELDS]
-    return cols + [("kafka_partition", "Int32"), ("kafka_offset", "Int64"), ("load_commit", "String")]
+    return cols + [(RESCUED_COLUMN, "Nullable(String)"), ("kafka_partition", "Int32"), ("kafka_offset", "Int64"),
+                   ("load_commit", "String")]
+
+
+def rescued_value(f: EventField) -> str:
+    """SQL: field ``f`` as rescued under its name in ``rescued_fields`` (null when it is not there)."""
+    return f"JSONExtract(ifNull(`{RESCUED_COLUMN}`, '{{}}'), '{f.name}', '{_clickhouse_type(f)}')"
+
+
+def optional_fields() -> dict[str, EventField]:
+    """The fields later contract versions added, by name: older events do not have them."""
+    return {f.name: f for f in FIELDS if f.optional}
+
+
+def _event_columns_ddl() -> list[tuple[str, str]]:
+    """The fact's columns with their DDL: a field of a later contract version defaults to its rescued value."""
+    optional = optional_fields()
+    return [(n, f"{t} DEFAULT {rescued_value(optional[n])}" if n in optional else t) for n, t in event_column_types()]
 
 
 assert set(KAFKA_COLUMNS) <= {n for n, _ in event_column_types()}
@@ -87,7 +107,7 @@ TABLES: dict[str, str] = {
     sessionized_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(sessionized_at) ORDER BY commit_id""",
     "fact_charging_events": f"""(
-    {_columns(event_column_types())},
+    {_columns(_event_columns_ddl())},
     INDEX idx_session session_id TYPE bloom_filter GRANULARITY 4,
     INDEX idx_load load_commit TYPE set(16) GRANULARITY 4
 ) ENGINE = ReplacingMergeTree
@@ -117,7 +137,8 @@ ORDER BY (station_id, start_time, session_id)""",
     close_minute UInt16,
     renewable_energy Bool,
     rating Float64,
-    installation_year UInt16
+    installation_year UInt16,
+    retired Bool DEFAULT false
 ) ENGINE = ReplacingMergeTree ORDER BY station_id""",
     "dim_vehicles": """(
     vehicle_model_id String,
@@ -130,7 +151,8 @@ ORDER BY (station_id, start_time, session_id)""",
     price_eur Nullable(Float64),
     range_km Float64,
     top_speed_kmh Float64,
-    acceleration_0_100_s Float64
+    acceleration_0_100_s Float64,
+    retired Bool DEFAULT false
 ) ENGINE = ReplacingMergeTree ORDER BY vehicle_model_id""",
     "dim_time": """(
     hour DateTime('UTC'),
@@ -192,7 +214,7 @@ def ensure_tables(wh, database: str) -> None:
     wh.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     for name, body in TABLES.items():
         wh.command(f"CREATE TABLE IF NOT EXISTS {qualified(database, name)} {body}")
-    for name, columns in (("fact_charging_events", event_column_types()), ("load_log", LOAD_LOG_COLUMNS)):
+    for name, columns in (("fact_charging_events", _event_columns_ddl()), ("load_log", LOAD_LOG_COLUMNS)):
         _add_missing_columns(wh, database, name, columns)
 
 

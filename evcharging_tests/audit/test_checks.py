@@ -68,3 +68,16 @@ def test_quarantine_share_warns_then_blocks():
     warn = check_quarantine_share(100, 2, 0.05)
     assert not warn.passed and warn.severity == WARN and not warn.blocks
     assert check_quarantine_share(100, 20, 0.05).blocks
+
+
+def test_offending_rows_name_each_row_that_fails_a_row_level_check():
+    from evcharging.audit.checks import offending_rows
+
+    events = _frame(session_events("r1", "s1") + session_events("r1", "s2", station_id="EVS09999")
+                    + session_events("r1", "s3", vehicle_model_id="no-such-car", n=2))
+    reasons = offending_rows(events, station_ids={"EVS00001"}, vehicle_model_ids={"tesla-model-3"}, now=NOW)
+    assert sorted(reasons.index) == list(range(5, 12))
+    assert set(reasons.loc[5:9]) == {"reference_ids_exist: unknown station_id"}
+    assert set(reasons.loc[10:11]) == {"reference_ids_exist: unknown vehicle_model_id"}
+    assert offending_rows(_clean(), station_ids={"EVS00001", "EVS00002"}, vehicle_model_ids={"tesla-model-3"},
+                          now=NOW).empty

@@ -22,7 +22,7 @@ from evcharging.resources.from_settings import drop_repository, scratch_reposito
 from evcharging.settings import PROJECT_DIR
 from evcharging.streaming.batches import branch_name
 from evcharging_tests.factories import session_events
-from evcharging_tests.integration.test_wap import _write_batch, reference  # noqa: F401 — the fixture
+from evcharging_tests.integration.test_wap import reference, write_batch  # noqa: F401 — the fixture
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,6 @@ def test_publishing_goes_on_while_a_refresh_waits_and_ctrl_c_stops_it_all(stack_
     env = {**os.environ, "EVCHARGING_DATA_DIR": str(data_dir), "EVCHARGING_LAKEFS_REPOSITORY": lakefs.repository,
            "EVCHARGING_STREAM_NAME": stream, "EVCHARGING_MONGO_DATABASE": mongo.database,
            "EVCHARGING_DAGSTER_URL": f"http://127.0.0.1:{PORT}"}
-    settings = stack_settings.model_copy(update={"lakefs_repository": lakefs.repository, "data_dir": data_dir})
     (data_dir / "chdb").mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", HOLD_CHDB, str(data_dir / "chdb")], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
@@ -93,13 +92,13 @@ def test_publishing_goes_on_while_a_refresh_waits_and_ctrl_c_stops_it_all(stack_
             return not list(repo.branches(prefix=branch_name(stream, batch_id)))
 
         events = lambda s: session_events(f"run-{unique_name}", s, station_id=stations[0], vehicle_model_id=models[0])  # noqa: E731
-        _write_batch(spark, settings, stream, 0, events("s1"))
+        write_batch(spark, lakefs, stream, 0, events("s1"))
         _wait(lambda: merged(0), "the first batch to be published")
         refresh = _wait(lambda: _runs(home, "refresh_lake_main", [dg.DagsterRunStatus.STARTED]),
                         "a refresh to start (its load then waits for chDB)")[0]
 
         # While that refresh waits for the warehouse, a new batch is still audited and merged.
-        _write_batch(spark, settings, stream, 1, events("s2"), first_offset=10)
+        write_batch(spark, lakefs, stream, 1, events("s2"), first_offset=10)
         _wait(lambda: merged(1), "the second batch to be published while the refresh runs")
         assert [r.run_id for r in _runs(home, "refresh_lake_main", [dg.DagsterRunStatus.STARTED])] == [refresh.run_id]
 

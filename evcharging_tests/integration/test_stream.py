@@ -179,10 +179,13 @@ def test_stream_killed_mid_batch_resumes_exactly_once(spark, stack_settings, pro
     _assert_exactly_once(spark, stack_settings, produced)
 
 
-def test_stream_fails_clearly_when_kafka_is_unreachable(tmp_path):
-    env = {**os.environ, "EVCHARGING_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+def test_stream_waits_for_an_unreachable_kafka_then_fails_clearly(tmp_path):
+    env = {**os.environ, "EVCHARGING_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "EVCHARGING_STREAM_OUTAGE_WINDOW_SECONDS": "4"}
     result = subprocess.run([sys.executable, "-m", "evcharging.streaming", "--available-now",
                              "--checkpoint", str(tmp_path)], env=env, cwd=PROJECT_DIR,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "Kafka at EVCHARGING_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 is unreachable" in result.stderr
+    assert "stream: Kafka at EVCHARGING_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1 has been unreachable" in result.stderr
+    assert "EVCHARGING_STREAM_OUTAGE_WINDOW_SECONDS=4" in result.stderr and "Traceback" not in result.stderr
+    attempts = [line for line in result.stderr.splitlines() if "is unreachable (attempt" in line]
+    assert len(attempts) >= 2, result.stderr  # one line per attempt, backing off

@@ -1,8 +1,9 @@
-"""Write-audit-publish on the real lakeFS and MongoDB.
+"""Write-audit-publish on the real lakeFS and MongoDB, in a scratch repository of the test's own.
 
-A good batch is merged and its rows appear on main; a batch with an unknown station id, a
-duplicate event id or a broken schema is not merged and the failing check names the reason;
-re-running a merged partition changes nothing (the sensors are tested in test_sensor_coalescing).
+A good batch is merged and its rows appear on main; a batch with an unknown station id or a broken
+schema is not merged and the failing check names the reason; events re-sent after they reached
+main are dropped as exact copies and their batch still publishes; re-running a merged partition
+changes nothing (the sensors are tested in test_sensor_coalescing).
 """
 
 from __future__ import annotations
@@ -22,12 +23,20 @@ from evcharging.defs.lake.partitions import ingest_batches
 from evcharging.lake.ingest import event_ids_on_main
 from evcharging.reference.datasets import STATIONS, VEHICLES
 from evcharging.reference.store import store_reference
-from evcharging.resources.from_settings import lakefs_resource
+from evcharging.resources.from_settings import drop_repository, scratch_repository
 from evcharging.resources.mongo import MongoResource
 from evcharging.streaming.batches import META, IngestBatchWriter, branch_name, commit_metadata, tag_name
 from evcharging_tests.factories import session_events
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def lake(stack_settings):
+    """A lakeFS repository of the module's own: tests never merge into the developer's repository."""
+    lakefs = scratch_repository(stack_settings, f"wap-{datetime.now():%H%M%S%f}")
+    yield lakefs
+    drop_repository(stack_settings, lakefs)
 
 
 @pytest.fixture(scope="module")
@@ -55,29 +64,31 @@ def reference(stack_settings):
     asyncio.run(drop())
 
 
-def _write_batch(spark, settings, stream: str, batch_id: int, values: list[bytes], first_offset: int = 0):
+def write_batch(spark, lakefs, stream: str, batch_id: int, values: list[bytes], first_offset: int = 0):
+    """``values`` as Kafka records of one partition, written by the stream's own batch writer."""
     from datetime import datetime as dt
 
     rows = [(b"k", v, "wap-topic", 0, first_offset + i, dt(2026, 1, 5)) for i, v in enumerate(values)]
     records = spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long, "
                                           "timestamp timestamp")
-    return IngestBatchWriter(lakefs_resource(settings), stream, "wap-topic").write(records, batch_id)
+    return IngestBatchWriter(lakefs, stream, "wap-topic").write(records, batch_id)
 
 
-def _materialize(settings, mongo, key: str, instance):
+def materialize_batch(lakefs, mongo, key: str, instance, run_config: dict | None = None):
+    """Audit and publish one ingest partition as Dagster runs it."""
     instance.add_dynamic_partitions(ingest_batches.name, [key])
     # A failing blocking check fails the step (so the run shows red in the UI): don't raise here.
     return dg.materialize([ingest_batch], partition_key=key, instance=instance, raise_on_error=False,
-                          resources={"lakefs": lakefs_resource(settings), "mongo": mongo})
+                          resources={"lakefs": lakefs, "mongo": mongo}, run_config=run_config)
 
 
 def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, reference, unique_name):
+def test_good_batch_is_merged_bad_batches_are_not(spark, lake, reference, unique_name, monkeypatch):
     mongo, stations, models = reference
-    lakefs = lakefs_resource(stack_settings)
+    lakefs = lake
     repo = lakefs.repo()
     instance = dg.DagsterInstance.ephemeral()
     stream, run = f"w{unique_name}", f"run-{unique_name}"
@@ -85,9 +96,9 @@ def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, referen
                    + session_events(run, "s2", station_id=stations[1], vehicle_model_id=models[1]))
 
     # A good batch: every check passes, the branch is merged into main and deleted.
-    _write_batch(spark, stack_settings, stream, 0, good_events)
+    write_batch(spark, lakefs, stream, 0, good_events)
     good = branch_name(stream, 0)
-    result = _materialize(stack_settings, mongo, good, instance)
+    result = materialize_batch(lakefs, mongo, good, instance)
     assert result.success
     assert {name: e.passed for name, e in _checks(result).items()} == dict.fromkeys(_checks(result), True)
     assert not [b for b in repo.branches(prefix=good)]
@@ -97,14 +108,14 @@ def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, referen
     assert merge.metadata[f"{META}ingest_branch"] == good and merge.metadata[f"{META}batch_id"] == "0"
 
     # Re-running the merged partition is a no-op: main does not move.
-    again = _materialize(stack_settings, mongo, good, instance)
+    again = materialize_batch(lakefs, mongo, good, instance)
     assert repo.branch("main").get_commit().id == merge.id
     assert again.asset_materializations_for_node("ingest_batch")[0].metadata["status"].value == "already merged"
 
     # Unknown station id → not merged, the branch stays, the check says which id.
-    _write_batch(spark, stack_settings, stream, 1, session_events(run, "s3", station_id="EVS99999", vehicle_model_id=models[0]),
+    write_batch(spark, lakefs, stream, 1, session_events(run, "s3", station_id="EVS99999", vehicle_model_id=models[0]),
                  first_offset=10)
-    blocked = _materialize(stack_settings, mongo, branch_name(stream, 1), instance)
+    blocked = materialize_batch(lakefs, mongo, branch_name(stream, 1), instance)
     assert not blocked.success
     unknown = _checks(blocked)["reference_ids_exist"]
     assert not unknown.passed and "EVS99999" in unknown.description
@@ -112,22 +123,30 @@ def test_good_batch_is_merged_bad_batches_are_not(spark, stack_settings, referen
     audit = repo.branch(branch_name(stream, 1)).get_commit().metadata
     assert audit["evcharging.audit.status"] == "failed" and "EVS99999" in audit["evcharging.audit.reference_ids_exist"]
 
-    # The same events again (new Kafka offsets) → duplicates of what main has.
-    _write_batch(spark, stack_settings, stream, 2, good_events[:3], first_offset=20)
-    duplicate = _checks(_materialize(stack_settings, mongo, branch_name(stream, 2), instance))
-    assert not duplicate["no_event_already_on_main"].passed
-    assert "3 event ids already on main" in duplicate["no_event_already_on_main"].description
+    # The same events again (new Kafka offsets) → exact copies of what main has: dropped, and the batch
+    # still publishes (it has nothing else, so main gains no event).
+    write_batch(spark, lakefs, stream, 2, good_events[:3], first_offset=20)
+    resent = materialize_batch(lakefs, mongo, branch_name(stream, 2), instance)
+    assert resent.success
+    copies = _checks(resent)["no_event_already_on_main"]
+    assert copies.passed and copies.metadata["duplicates_dropped"].value == 3
+    assert ids == event_ids_on_main(lakefs, ["2026-01-05"])
+    merge = repo.branch("main").get_commit()
+    assert merge.metadata["evcharging.audit.duplicates_dropped"] == "3"
 
     # A writer that bypassed the stream's contract: power as text, SoC over 100.
     _rogue_batch(lakefs, stream, 3, stations[0], models[0])
-    broken = _checks(_materialize(stack_settings, mongo, branch_name(stream, 3), instance))["contract_schema"]
+    broken = _checks(materialize_batch(lakefs, mongo, branch_name(stream, 3), instance))["contract_schema"]
     assert not broken.passed and "power_kw" in broken.description
     assert repo.branch("main").get_commit().id == merge.id  # none of the bad batches reached main
 
-    # lake_main records main's head as its data version.
+    # lake_main records main's head as its data version, and the two blocked batches as unpublished.
+    monkeypatch.setenv("EVCHARGING_STREAM_NAME", stream)
     snapshot = dg.materialize([lake_main], instance=instance, resources={"lakefs": lakefs})
     meta = snapshot.asset_materializations_for_node("lake_main")[0].metadata
     assert meta["lakefs_commit"].value == merge.id
+    assert meta["unpublished_batches"].value == 2 and meta["oldest_unpublished_batch"].value == branch_name(stream, 1)
+    assert meta["oldest_unpublished_age_s"].value >= 0
 
 
 def _rogue_batch(lakefs, stream: str, batch_id: int, station: str, model: str) -> None:
@@ -146,7 +165,7 @@ def _rogue_batch(lakefs, stream: str, batch_id: int, station: str, model: str) -
     repo.tag(tag_name(stream, batch_id)).create(commit.get_commit().id)
 
 
-def test_cli_materializes_a_partition(spark, stack_settings, reference, unique_name, tmp_path):
+def test_cli_materializes_a_partition(spark, lake, reference, unique_name, tmp_path):
     """`dagster asset materialize --partition` audits and publishes one ingest batch from the shell."""
     import os
     import subprocess
@@ -155,12 +174,13 @@ def test_cli_materializes_a_partition(spark, stack_settings, reference, unique_n
     from evcharging.settings import PROJECT_DIR
 
     mongo, stations, models = reference
-    stream = f"c{unique_name}"
-    _write_batch(spark, stack_settings, stream, 0,
+    lakefs, stream = lake, f"c{unique_name}"
+    write_batch(spark, lakefs, stream, 0,
                  session_events(f"run-{unique_name}", "s1", station_id=stations[2], vehicle_model_id=models[2]))
     key = branch_name(stream, 0)
     (tmp_path / "dagster.yaml").write_text((PROJECT_DIR / "dagster.yaml").read_text())
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EVCHARGING_MONGO_DATABASE": mongo.database}
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EVCHARGING_MONGO_DATABASE": mongo.database,
+           "EVCHARGING_LAKEFS_REPOSITORY": lake.repository}
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         instance.add_dynamic_partitions(ingest_batches.name, [key])
     result = subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "evcharging.definitions",
@@ -168,5 +188,4 @@ def test_cli_materializes_a_partition(spark, stack_settings, reference, unique_n
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "RUN_SUCCESS" in result.stdout + result.stderr
-    repo = lakefs_resource(stack_settings).repo()
-    assert repo.branch("main").get_commit().metadata[f"{META}ingest_branch"] == key
+    assert lake.repo().branch("main").get_commit().metadata[f"{META}ingest_branch"] == key

@@ -133,6 +133,7 @@ def test_assets_default_to_synthetic_data_and_report_rejections(mongo, db, monke
     v = metadata(result, vehicles)
     assert (v["dagster/row_count"], v["source"], v["rejected_rows"]) == (40, "synthetic, seed 3", 0)
 
+    monkeypatch.setenv("EVCHARGING_REFERENCE_MAX_REJECTED_SHARE", "0.5")  # one row of two: allowed here
     broken = write_csv("stations.csv", [line(STATION_COLUMNS), station(), station({"Station ID": "EVS00002", "Latitude": "x"})])
     result = dg.materialize([stations], resources={"mongo": mongo}, run_config={"ops": {stations.op.name: {"config": {"csv_path": str(broken)}}}})
     s = metadata(result, stations)

@@ -24,6 +24,7 @@ REACHES = {
     "EVCHARGING_KAFKA_EVENTS_TOPIC": [("kafka", "events_topic")],
     "EVCHARGING_KAFKA_EVENTS_PARTITIONS": [("kafka", "events_partitions")],
     "EVCHARGING_KAFKA_MANIFESTS_TOPIC": [("kafka", "manifests_topic")],
+    "EVCHARGING_KAFKA_EVENTS_RETENTION_HOURS": [("kafka", "events_retention_hours")],
     "EVCHARGING_LAKEFS_ENDPOINT": [("lakefs", "endpoint"), ("spark", "spark_config")],
     "EVCHARGING_LAKEFS_ACCESS_KEY_ID": [("lakefs", "access_key_id"), ("spark", "lakefs_access_key_id")],
     "EVCHARGING_LAKEFS_SECRET_ACCESS_KEY": [("lakefs", "secret_access_key"), ("spark", "lakefs_secret_access_key")],
@@ -49,6 +50,7 @@ USED_ELSEWHERE = {
     "EVCHARGING_STREAM_NAME": "the stream; the sensors read it when they evaluate",
     "EVCHARGING_STREAM_TRIGGER_SECONDS": "the stream",
     "EVCHARGING_STREAM_MAX_OFFSETS_PER_TRIGGER": "the stream",
+    "EVCHARGING_STREAM_OUTAGE_WINDOW_SECONDS": "the stream (how long it waits out an unreachable service)",
     "EVCHARGING_POSTGRES_USER": "infra/dagster.yaml (the instance's storage)",
     "EVCHARGING_POSTGRES_PASSWORD": "infra/dagster.yaml (the instance's storage)",
     "EVCHARGING_IMAGE": "infra/dagster.yaml (the run launcher's image); not a setting",
@@ -64,7 +66,7 @@ def compose_settings() -> dict[str, set[str]]:
 def _value(name: str, n: int) -> str:
     """A value of the variable's type that is unique to it."""
     field = Settings.model_fields.get(name.removeprefix("EVCHARGING_").lower())
-    if field is not None and field.annotation is int:
+    if field is not None and field.annotation in (int, float):
         return str(1000 + n)
     return f"http://set-{name.lower().replace('_', '-')}:{4000 + n}"
 

@@ -1,5 +1,6 @@
 """The stream's Spark classification agrees with the contract: valid events pass untouched and
-typed, each kind of malformed record is quarantined with the contract's reason and its raw bytes."""
+typed, each kind of malformed record is quarantined with the contract's reason and its raw bytes,
+and the fields of a newer producer are rescued as JSON with their types instead of rejected."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ MALFORMED = {
     "missing event id": (_mutate(lambda e: e.pop("event_id")), "missing field event_id"),
     "null session id": (_mutate(lambda e: e.update(session_id=None)), "session_id is null"),
     "bad timestamp": (_mutate(lambda e: e.update(event_time="2026-01-05 08:00:00")), "event_time: expected timestamp"),
-    "extra field": (_mutate(lambda e: e.update(colour="red")), "unknown field colour"),
+    "extra field with a type error": (_mutate(lambda e: e.update(colour="red", soc_pct="full")),
+                                      "soc_pct: expected float"),
+    "contract version 0": (_mutate(lambda e: e.update(contract_version=0)), "contract_version 0 is not a version"),
     "soc above 100": (_mutate(lambda e: e.update(soc_pct=101.0)), "soc_pct out of 0-100"),
     "float seq": (_mutate(lambda e: e.update(seq=1.5)), "seq: expected int"),
 }
@@ -81,3 +84,17 @@ def test_each_malformed_kind_is_quarantined_with_its_reason_and_raw_bytes(spark)
         row = quarantined[offset]
         assert reason in row.reason, (name, row.reason)
         assert bytes(row.value) == value, name
+
+
+def test_unknown_fields_are_rescued_not_rejected(spark):
+    from evcharging.transforms.ingest import classify_records, quarantine_rows, valid_events
+
+    newer = _mutate(lambda e: e.update(contract_version=2, firmware="1.2.3", retries=2, tariff={"eur": [0.3, None]}))
+    spaced = json.dumps({**json.loads(_good(1)), "firmware": "9"}, indent=1).encode()  # not in contract order
+    classified = classify_records(_kafka_frame(spark, [_good(0), newer, spaced]))
+    assert quarantine_rows(classified).count() == 0
+    rows = {r.kafka_offset: r for r in valid_events(classified).collect()}
+    assert rows[0].rescued_fields is None
+    assert json.loads(rows[1].rescued_fields) == {"firmware": "1.2.3", "retries": 2, "tariff": {"eur": [0.3, None]}}
+    assert rows[1].contract_version == 2 and rows[1].power_kw == 50.0
+    assert json.loads(rows[2].rescued_fields) == {"firmware": "9"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from evcharging.contracts import CONTRACT_VERSION, FIELDS
+from evcharging.contracts import CONTRACT_VERSION, FIELDS, RESCUED_COLUMN
 from simulator.events import event_id
 
 T0 = datetime(2026, 1, 5, 8, 0, 0, 123000, tzinfo=UTC)
@@ -14,7 +14,8 @@ _SPARK_TYPES = {"string": "string", "int": "bigint", "float": "double", "timesta
 
 def lake_columns() -> list[tuple[str, str]]:
     cols = [(f.name, _SPARK_TYPES[f.kind]) for f in FIELDS]
-    return cols + [("kafka_partition", "int"), ("kafka_offset", "bigint"), ("event_date", "date")]
+    return cols + [(RESCUED_COLUMN, "string"), ("kafka_partition", "int"), ("kafka_offset", "bigint"),
+                   ("event_date", "date")]
 
 
 def session_events(session_id: str, n: int, *, run_id: str = "run-1", station_id: str = "EVS00001",
@@ -35,7 +36,7 @@ def session_events(session_id: str, n: int, *, run_id: str = "run-1", station_id
             "charger_id": f"{station_id}-1", "vehicle_id": f"V-{session_id}", "vehicle_model_id": model,
             "connector_type": "CCS", "power_kw": power[seq], "energy_kwh": round(energy, 4),
             "soc_pct": 20.0 + seq, "wait_s": wait_s, "end_reason": end_reason if kind == "session_ended" else None,
-            "kafka_partition": partition, "kafka_offset": first_offset + seq, "event_date": t.date(),
+            RESCUED_COLUMN: None, "kafka_partition": partition, "kafka_offset": first_offset + seq, "event_date": t.date(),
         })  # fmt: skip
     return rows
 

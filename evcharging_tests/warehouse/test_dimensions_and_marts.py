@@ -69,3 +69,17 @@ def test_dimensions_and_marts(lake, warehouse):
     assert daily == [("Shelbyville", 1, pytest.approx(energy_b), pytest.approx(energy_b * 0.5)),
                      ("Springfield", 1, pytest.approx(energy_a), pytest.approx(energy_a * 0.5))]
     assert kpis == {"DC Fast Charger": 1, "AC Level 2": 1}
+
+
+def test_a_station_that_leaves_the_source_stays_in_the_dimension_retired(warehouse):
+    docs = [_station(1, "Oslo", "DC Fast Charger", 2), _station(2, "Bergen", "AC Level 2", 1)]
+    with warehouse.connect() as wh:
+        rebuild_dim_stations(wh, DB, docs)
+        rebuild_dim_stations(wh, DB, docs[:1])
+        rebuild_dim_stations(wh, DB, docs[:1])  # a second rebuild keeps it, still once
+        rows = wh.query_rows(f"SELECT station_id, city, retired FROM {qualified(DB, 'dim_stations')} FINAL "
+                             "ORDER BY station_id")
+        rebuild_dim_stations(wh, DB, docs)  # back in the source: active again
+        back = wh.query_rows(f"SELECT station_id, retired FROM {qualified(DB, 'dim_stations')} FINAL ORDER BY station_id")
+    assert [(s, c, bool(r)) for s, c, r in rows] == [("EVS00001", "Oslo", False), ("EVS00002", "Bergen", True)]
+    assert [(s, bool(r)) for s, r in back] == [("EVS00001", False), ("EVS00002", False)]

@@ -130,6 +130,10 @@ def test_a_merge_commit_names_its_batch_and_other_commits_none():
     batch = merged_batch("c9", meta)
     assert batch.ranges == {"t:0": [[10, 20]], "t:3": [[0, 5]]} and batch.kafka_records == 15
     assert (batch.valid_rows, batch.quarantined_rows, batch.dropped_rows) == (14, 1, 0)
+    # The publish dropped 2 exact copies and quarantined a conflict: 11 events reached main.
+    published = merged_batch("c9", {**meta, "evcharging.audit.published_rows": "11", "evcharging.audit.duplicates_dropped": "2",
+                                     "evcharging.audit.conflicts_quarantined": "1"})
+    assert (published.valid_rows, published.quarantined_rows, published.dropped_rows) == (11, 2, 2)
     assert merged_batch("c8", {"evcharging.batch_id": "1"}) is None
 
 

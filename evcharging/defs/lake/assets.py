@@ -3,13 +3,16 @@
 import asyncio
 
 import dagster as dg
+from pydantic import Field
 
 from evcharging.audit.checks import CHECK_NAMES
 from evcharging.defs.lake.partitions import ingest_batches
+from evcharging.defs.retry import TRANSIENT_RETRY
 from evcharging.defs.stream.assets import KAFKA_EVENTS
 from evcharging.lake import main_ids
 from evcharging.lake.main import main_snapshot
-from evcharging.lake.publish import BatchPublication, ReferenceIds, publish_batch
+from evcharging.lake.publish import OPERATOR_ACTION, BatchPublication, ReferenceIds, publish_batch
+from evcharging.lake.ingest import unpublished_batches
 from evcharging.reference.datasets import STATIONS, VEHICLES
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
@@ -20,7 +23,8 @@ _CHECK_DOCS = {
     "contract_schema": "Every event matches the contract's columns, types and value domains (pandera).",
     "reference_ids_exist": "Station ids and vehicle model ids exist in the MongoDB reference data.",
     "session_sequences_consistent": "No (session, seq) twice; SoC, energy and time never go backwards.",
-    "no_event_already_on_main": "No event id of the batch is already on main (or twice in the batch).",
+    "no_event_already_on_main": "Exact copies of events (in the batch or on main) are dropped and counted, and "
+                                "conflicts (same id, other content) quarantined; what remains is new to main.",
     "event_times_plausible": "Event times between 2000-01-01 and a little over a year from now.",
     "quarantine_share": "Quarantined records warn; above EVCHARGING_AUDIT_MAX_QUARANTINE_SHARE they block.",
 }
@@ -59,6 +63,13 @@ def _check_results(batches: list[BatchPublication]) -> list[dg.AssetCheckResult]
     return results
 
 
+class IngestBatchConfig(dg.Config):
+    publish_without_offending_rows: bool = Field(
+        False, description="Operator action for a blocked batch: move the rows that fail a check to quarantine (with "
+                           "their reasons), accept the quarantine share, and publish the rest. Recorded in the merge "
+                           "commit and this materialization.")
+
+
 def _run_metadata(lakefs: LakeFSResource, batches: list[BatchPublication]) -> dict:
     statuses = [b.status for b in batches]
     metadata = {
@@ -69,11 +80,16 @@ def _run_metadata(lakefs: LakeFSResource, batches: list[BatchPublication]) -> di
             if s in statuses),
         "valid_rows": sum(b.valid_rows for b in batches),
         "quarantined_rows": sum(b.quarantined_rows for b in batches),
+        "duplicates_dropped": sum(b.duplicates_dropped for b in batches),
+        "conflicts_quarantined": sum(b.conflicts_quarantined for b in batches),
+        "rescued_rows": sum(b.rescued_rows for b in batches),
+        "withdrawn_by_operator": sum(b.withdrawn_rows for b in batches),
         "dagster/row_count": sum(b.rows for b in batches),
         "batch_table": dg.MetadataValue.md(markdown_table(
-            ["branch", "status", "events", "quarantined", "ingest commit", "merge commit"],
-            [[b.branch, b.status, b.valid_rows, b.quarantined_rows, b.ingest_commit[:12], (b.merge_commit or "")[:12]]
-             for b in batches[:200]])),
+            ["branch", "status", "events", "quarantined", "copies dropped", "conflicts", "rescued", "ingest commit",
+             "merge commit"],
+            [[b.branch, b.status, b.valid_rows, b.quarantined_rows, b.duplicates_dropped, b.conflicts_quarantined,
+              b.rescued_rows, b.ingest_commit[:12], (b.merge_commit or "")[:12]] for b in batches[:200]])),
     }
     if len(batches) == 1:
         only = batches[0]
@@ -97,8 +113,10 @@ def _run_metadata(lakefs: LakeFSResource, batches: list[BatchPublication]) -> di
     deps=[KAFKA_EVENTS],
     check_specs=[dg.AssetCheckSpec(name, asset="ingest_batch", blocking=True, description=_CHECK_DOCS[name])
                  for name in CHECK_NAMES],
+    retry_policy=TRANSIENT_RETRY,
 )
-def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mongo: MongoResource) -> dg.MaterializeResult:
+def ingest_batch(context: dg.AssetExecutionContext, config: IngestBatchConfig, lakefs: LakeFSResource,
+                 mongo: MongoResource) -> dg.MaterializeResult:
     """One micro-batch of charging events as the stream committed it on its lakeFS ingest branch.
 
     Audited by blocking checks; when none fails with severity ERROR the branch is merged into main
@@ -106,7 +124,10 @@ def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mong
     is merged: the branch stays, with the failing checks recorded in its history, and the run fails
     on the blocking check. A run covers one batch or, as the sensor launches them, a range of
     batches in order (each audited against main as the previous one left it). Re-materializing a
-    partition already merged changes nothing.
+    partition already merged changes nothing; re-materializing a blocked one audits it again (after
+    its cause was fixed), or, with ``publish_without_offending_rows``, publishes it without the rows
+    that fail (see the README's "When a batch is blocked"). Exact copies of events are dropped and
+    conflicts quarantined on the way, counted in the metadata and the merge commit.
     """
     settings = load_settings()
     reference = asyncio.run(_reference_ids(mongo))
@@ -115,8 +136,11 @@ def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mong
     # lakeFS shows this as a link from the merge commit back to the Dagster run.
     run_link = {"::lakefs::Dagster::url[url:ui]": f"{settings.dagster_url.rstrip('/')}/runs/{context.run.run_id}"}
     batches, keys = [], context.partition_keys
+    if config.publish_without_offending_rows:
+        run_link[f"evcharging.audit.{OPERATOR_ACTION}_run"] = context.run.run_id
     for key in keys:
         batch = publish_batch(lakefs, key, reference, file_times, settings.audit_max_quarantine_share, run_link,
+                              without_offending_rows=config.publish_without_offending_rows,
                               reaudit_blocked=len(keys) == 1)
         batches.append(batch)
         if batch.status == "blocked":
@@ -126,18 +150,24 @@ def ingest_batch(context: dg.AssetExecutionContext, lakefs: LakeFSResource, mong
     return dg.MaterializeResult(metadata=_run_metadata(lakefs, batches), check_results=_check_results(batches))
 
 
-@dg.asset(group_name="lake", kinds={"lakefs"}, deps=[ingest_batch])
+@dg.asset(group_name="lake", kinds={"lakefs"}, deps=[ingest_batch], retry_policy=TRANSIENT_RETRY)
 def lake_main(context: dg.AssetExecutionContext, lakefs: LakeFSResource) -> dg.MaterializeResult:
     """The lake's main branch: every published charging event (``events/event_date=…/*.parquet``).
 
     Each materialization records main's head commit as the data version, with a link to it and the
-    rows added since the previous one; the warehouse loads exactly that difference.
+    rows added since the previous one; the warehouse loads exactly that difference. It also shows
+    how many ingest batches are not published yet and the age of the oldest, so a stuck batch
+    cannot go unnoticed.
     """
     previous = context.instance.get_latest_materialization_event(context.asset_key)
     prev_meta = previous.asset_materialization.metadata if previous and previous.asset_materialization else {}
     prev_commit = prev_meta["lakefs_commit"].value if "lakefs_commit" in prev_meta else None
     prev_total = prev_meta["dagster/row_count"].value if "dagster/row_count" in prev_meta else 0
     snap = main_snapshot(lakefs, since=prev_commit)
+    waiting = unpublished_batches(lakefs, load_settings().stream_name)
+    if waiting.oldest_age_s is not None:
+        context.log.info(f"{waiting.count} ingest batches not published yet, the oldest {waiting.oldest_branch} "
+                         f"for {waiting.oldest_age_s / 60:.0f} min")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(snap.commit_id),
         metadata={
@@ -147,4 +177,7 @@ def lake_main(context: dg.AssetExecutionContext, lakefs: LakeFSResource) -> dg.M
             "rows_added": snap.rows_added,
             "files_added": snap.files_added,
             "dagster/row_count": prev_total + snap.rows_added if prev_commit else snap.rows_added,
+            "unpublished_batches": waiting.count,
+            "oldest_unpublished_age_s": waiting.oldest_age_s if waiting.oldest_age_s is not None else 0,
+            "oldest_unpublished_batch": waiting.oldest_branch or "none",
         })

@@ -3,7 +3,9 @@
 Each asset reads its Kaggle CSV when one is configured (``EVCHARGING_STATIONS_CSV`` /
 ``EVCHARGING_VEHICLES_CSV``, or ``csv_path`` in the run config) and otherwise generates synthetic
 data of the same shape, validates every row, and makes the collection mirror the valid rows.
-Rejected rows never reach MongoDB; they are reported in the materialization's metadata.
+Rejected rows never reach MongoDB; they are reported in the materialization's metadata. A reload
+that rejects too many rows, or would remove too many stored documents, fails with a clear error
+and changes nothing (``EVCHARGING_REFERENCE_MAX_REJECTED_SHARE`` / ``_MAX_REMOVED_SHARE``).
 """
 
 import asyncio
@@ -12,8 +14,9 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from evcharging.defs.retry import TRANSIENT_RETRY
 from evcharging.reference.datasets import STATIONS, VEHICLES, ReferenceDataset
-from evcharging.reference.store import LoadResult, store_reference
+from evcharging.reference.store import LoadResult, ReferenceReloadRefused, store_reference
 from evcharging.reference.table import rejected_rows_markdown
 from evcharging.resources.mongo import MongoResource
 from evcharging.settings import load_settings
@@ -27,8 +30,10 @@ class ReferenceSourceConfig(dg.Config):
 
 async def _load(dataset: ReferenceDataset, csv_path: Path | None, config: ReferenceSourceConfig, mongo: MongoResource) -> LoadResult:
     prepared = dataset.prepare(csv_path, seed=config.seed, rows=config.synthetic_rows)
+    settings = load_settings()
     async with mongo.open_database() as db:
-        return await store_reference(db, dataset, prepared)
+        return await store_reference(db, dataset, prepared, max_rejected_share=settings.reference_max_rejected_share,
+                                     max_removed_share=settings.reference_max_removed_share)
 
 
 def _materialize(
@@ -39,7 +44,10 @@ def _materialize(
     mongo: MongoResource,
 ) -> dg.MaterializeResult:
     csv_path = Path(config.csv_path) if config.csv_path else configured_csv
-    result = asyncio.run(_load(dataset, csv_path, config, mongo))
+    try:
+        result = asyncio.run(_load(dataset, csv_path, config, mongo))
+    except ReferenceReloadRefused as refused:  # a clear failure, not worth a retry
+        raise dg.Failure(str(refused), allow_retries=False) from None
     context.log.info(
         f"{mongo.database}.{result.collection}: {result.loaded} loaded ({result.inserted} new, {result.updated} "
         f"changed, {result.removed} removed), {result.rejected_count} rejected, from {result.source}"
@@ -70,7 +78,7 @@ def _materialize(
 _KINDS = {"mongodb", "pandas", "csv"}
 
 
-@dg.asset(key_prefix="mongodb", group_name="reference", kinds=_KINDS)
+@dg.asset(key_prefix="mongodb", group_name="reference", kinds=_KINDS, retry_policy=TRANSIENT_RETRY)
 def stations(context: dg.AssetExecutionContext, config: ReferenceSourceConfig, mongo: MongoResource) -> dg.MaterializeResult:
     """Charging stations (one document per station, ``_id`` = station id such as ``EVS00001``).
 
@@ -82,7 +90,7 @@ def stations(context: dg.AssetExecutionContext, config: ReferenceSourceConfig, m
     return _materialize(context, STATIONS, load_settings().stations_csv, config, mongo)
 
 
-@dg.asset(key_prefix="mongodb", group_name="reference", kinds=_KINDS)
+@dg.asset(key_prefix="mongodb", group_name="reference", kinds=_KINDS, retry_policy=TRANSIENT_RETRY)
 def vehicles(context: dg.AssetExecutionContext, config: ReferenceSourceConfig, mongo: MongoResource) -> dg.MaterializeResult:
     """Electric vehicle models (one document per model, ``_id`` = slug of the car name).
 

@@ -16,6 +16,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
+from evcharging.defs.retry import TRANSIENT_RETRY
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
@@ -66,7 +67,7 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
 
 
 @dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"}, pool="warehouse",
-          freshness_policy=FRESHNESS)
+          freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY)
 def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
                          warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Every charging event on lakeFS main, loaded by ClickHouse straight from the Parquet files each
@@ -94,7 +95,7 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
 # No pool: this step holds chDB only while it reads and writes (opening it waits for the lock), not
 # while Spark works, so the events keep loading meanwhile.
 @dg.asset(key=FACT_SESSIONS, deps=[FACT_EVENTS], group_name=GROUP, kinds={"spark", "clickhouse"},
-          freshness_policy=FRESHNESS)
+          freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY)
 def fact_charging_sessions(context: dg.AssetExecutionContext, spark: SparkResource,
                            warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per completed charging session, summarised by Spark from the session's events in the
@@ -121,7 +122,8 @@ async def _documents(mongo: MongoResource, collection: str) -> list[dict]:
 
 
 @dg.asset(key=DIM_STATIONS, deps=[dg.AssetKey(["mongodb", "stations"])], group_name=GROUP,
-          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager())
+          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager(),
+          retry_policy=TRANSIENT_RETRY)
 def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Charging stations from the MongoDB reference data: city, operator, charger type, deliverable
     power, price per kWh, chargers (parking spots), location. Rebuilt whole from the collection."""
@@ -132,7 +134,8 @@ def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.Mater
 
 
 @dg.asset(key=DIM_VEHICLES, deps=[dg.AssetKey(["mongodb", "vehicles"])], group_name=GROUP,
-          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager())
+          kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager(),
+          retry_policy=TRANSIENT_RETRY)
 def dim_vehicles(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Vehicle models from the MongoDB reference data (key ``vehicle_model_id``, the model's ``_id``,
     which every event carries): battery, efficiency, AC/DC limits, connectors, price, range."""
