@@ -34,6 +34,7 @@ def _materialize(mongo, csv_path=None, rows=None):
 
 @pytest.mark.integration
 def test_a_bad_reload_is_refused_and_changes_nothing(stack_settings, unique_name, write_csv, monkeypatch):
+    monkeypatch.delenv("EVCHARGING_STATIONS_CSV", raising=False)  # CI points it at the Kaggle file: use the generator
     mongo = MongoResource(url=stack_settings.mongo_url, database=f"evc_guard_{unique_name}")
     with pymongo.MongoClient(mongo.url, serverSelectionTimeoutMS=5000) as client:
         collection = client[mongo.database]["stations"]
