@@ -156,8 +156,28 @@ def wait_until_loaded(settings: Settings, dev: DagsterDev, manifest: RunManifest
                                 f"emitted {expected:,}: see the reconciliation check in the UI")
             say(f"warehouse: all {count:,} events of run {manifest.run_id}, queryable "
                 f"{time.time() - simulator_done:.0f} s after the simulator finished")
+            wait_for_sessions(dev, say, deadline)
             return
     raise DemoError(f"the pipeline did not settle within {timeout:.0f} s ({last}); see the runs in the UI")
+
+
+def wait_for_sessions(dev: DagsterDev, say: Say, deadline: float) -> None:
+    """Wait until the sessions lane (Spark, at most once a minute) has caught up with the events."""
+    import dagster as dg
+
+    say("waiting for the sessions and marts (Spark, in their own lane) …")
+    while time.monotonic() < deadline:
+        if dev.proc.poll() is not None:
+            raise DemoError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")
+        with dg.DagsterInstance.get() as instance:
+            versions = [instance.get_latest_materialization_event(dg.AssetKey(["clickhouse", name]))
+                        for name in ("fact_charging_events", "fact_charging_sessions")]
+        events_at, sessions_at = (e.asset_materialization.tags.get("dagster/data_version") if e else None
+                                  for e in versions)
+        if events_at and events_at == sessions_at:
+            return
+        time.sleep(3)
+    raise DemoError("the sessions did not catch up with the events in time; see the runs in the UI")
 
 
 def run_demo(settings: Settings, say: Say, vehicles: int, hours: float, seed: int | None) -> int:
