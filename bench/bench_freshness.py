@@ -141,16 +141,15 @@ def queue_depths(instance) -> dict[str, int]:
 def all_queryable(settings, lakefs, instance, expected: int) -> bool:
     """Every batch published and the warehouse at main's head — asked of lakeFS and Dagster; then, once,
     ClickHouse's count (waiting for chDB's lock if a step holds it)."""
-    import dagster as dg
-
+    from evcharging.defs.lake.sensors import data_version
+    from evcharging.defs.warehouse.assets import FACT_EVENTS
     from evcharging.lake.pending import pending_batches
     from evcharging.resources.from_settings import warehouse_resource
 
     if pending_batches(lakefs, settings.stream_name):
         return False
     head = lakefs.repo().branch(settings.lakefs_default_branch).get_commit().id
-    event = instance.get_latest_materialization_event(dg.AssetKey(["clickhouse", "fact_charging_events"]))
-    if not event or event.asset_materialization.tags.get("dagster/data_version") != head:
+    if data_version(instance, FACT_EVENTS) != head:
         return False
     with warehouse_resource(settings).connect() as wh:
         count = int(wh.query_rows(f"SELECT count() FROM {settings.clickhouse_database}.fact_charging_events FINAL")[0][0])

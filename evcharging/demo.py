@@ -90,6 +90,8 @@ def pipeline_settled(settings: Settings) -> tuple[bool, str]:
     """
     import dagster as dg
 
+    from evcharging.defs.lake.sensors import data_version
+    from evcharging.defs.warehouse.assets import FACT_EVENTS
     from evcharging.lake.ingest import AUDIT, branch_for_tag, is_merged
     from evcharging.resources.from_settings import lakefs_resource
     from evcharging.streaming.batches import TAG_PREFIX
@@ -108,8 +110,7 @@ def pipeline_settled(settings: Settings) -> tuple[bool, str]:
     with dg.DagsterInstance.get() as instance:
         active = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
                                                                  dg.DagsterRunStatus.STARTED]))
-        event = instance.get_latest_materialization_event(dg.AssetKey(["clickhouse", "fact_charging_events"]))
-    loaded = event.asset_materialization.tags.get("dagster/data_version") if event and event.asset_materialization else None
+        loaded = data_version(instance, FACT_EVENTS)
     if loaded != head or active:
         return False, f"warehouse at {str(loaded)[:12]}, main at {head[:12]}, {active} runs active"
     return True, f"warehouse loaded main {head[:12]}"
@@ -165,15 +166,15 @@ def wait_for_sessions(dev: DagsterDev, say: Say, deadline: float) -> None:
     """Wait until the sessions lane (Spark, at most once a minute) has caught up with the events."""
     import dagster as dg
 
+    from evcharging.defs.lake.sensors import data_version
+    from evcharging.defs.warehouse.assets import FACT_EVENTS, FACT_SESSIONS
+
     say("waiting for the sessions and marts (Spark, in their own lane) …")
     while time.monotonic() < deadline:
         if dev.proc.poll() is not None:
             raise DemoError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")
         with dg.DagsterInstance.get() as instance:
-            versions = [instance.get_latest_materialization_event(dg.AssetKey(["clickhouse", name]))
-                        for name in ("fact_charging_events", "fact_charging_sessions")]
-        events_at, sessions_at = (e.asset_materialization.tags.get("dagster/data_version") if e else None
-                                  for e in versions)
+            events_at, sessions_at = data_version(instance, FACT_EVENTS), data_version(instance, FACT_SESSIONS)
         if events_at and events_at == sessions_at:
             return
         time.sleep(3)

@@ -9,7 +9,7 @@ whatever happened to the run that last tried it. Only the rare branch whose head
 
 from __future__ import annotations
 
-from evcharging.lake.ingest import audit_failed
+from evcharging.lake.ingest import audit_failed, tag_for_branch
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.streaming.batches import BRANCH_PREFIX, TAG_PREFIX
 
@@ -31,5 +31,9 @@ def pending_batches(lakefs: LakeFSResource, stream: str) -> list[str]:
     tags = _refs(sdk.tags_api.list_tags, lakefs.repository, f"{TAG_PREFIX}{stream}-")
     branches = _refs(sdk.branches_api.list_branches, lakefs.repository, f"{BRANCH_PREFIX}{stream}-")
     repo = lakefs.repo()
-    return sorted(b for b, head in branches.items() if TAG_PREFIX + b.removeprefix(BRANCH_PREFIX) in tags
-                  and (tags[TAG_PREFIX + b.removeprefix(BRANCH_PREFIX)] == head or not audit_failed(repo.commit(head).get_commit())))
+    pending = []
+    for branch, head in branches.items():
+        tagged = tags.get(tag_for_branch(branch))
+        if tagged and (tagged == head or not audit_failed(repo.commit(head).get_commit())):
+            pending.append(branch)
+    return sorted(pending)

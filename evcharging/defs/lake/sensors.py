@@ -94,7 +94,7 @@ def ingest_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) 
                            cursor=PublishCursor(seen, max(batch[-1], cursor.requested or "")).dump())
 
 
-def _data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+def data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
     """The lakeFS commit an asset's latest materialization holds (its data version)."""
     event = instance.get_latest_materialization_event(key)
     return event.asset_materialization.tags.get("dagster/data_version") if event and event.asset_materialization else None
@@ -120,7 +120,7 @@ def main_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) ->
     if runs_in(instance, job, WAITING):
         return dg.SensorResult(skip_reason=f"the refresh already queued will load main up to {head[:12]}", cursor=head)
     if head == context.cursor:
-        if runs_in(instance, job, RUNNING) or _data_version(instance, FACT_EVENTS) == head:
+        if runs_in(instance, job, RUNNING) or data_version(instance, FACT_EVENTS) == head:
             return dg.SensorResult(skip_reason=f"main still at {head[:12]}", cursor=head)
         wait = _failed_recently(instance, job)
         if wait:
@@ -135,8 +135,8 @@ def sessions_behind_events(context: dg.SensorEvaluationContext) -> dg.SensorResu
     """A sessions refresh while the sessions fact is behind the events fact (their data versions are
     the lakeFS commits they hold), unless one is waiting or running: it covers every load so far."""
     instance, job = context.instance, jobs.refresh_sessions.name
-    events_at = _data_version(instance, FACT_EVENTS)
-    if not events_at or events_at == _data_version(instance, FACT_SESSIONS):
+    events_at = data_version(instance, FACT_EVENTS)
+    if not events_at or events_at == data_version(instance, FACT_SESSIONS):
         return dg.SensorResult(skip_reason="the sessions are up to date with the events")
     if runs_in(instance, job, WAITING + RUNNING):
         return dg.SensorResult(skip_reason="a sessions refresh is queued or running")
