@@ -109,6 +109,41 @@ def queryable_at(instance) -> dict[str, float]:
     return loaded
 
 
+def stage_times(lakefs, settings, rows) -> dict[str, np.ndarray]:
+    """Per event row, when the stream committed its batch (``ingested``) and when the publish merged
+    it into main (``merged``), from lakeFS alone: each ingest tag's commit holds its Kafka offset
+    ranges and creation time, each merge commit on main names its ingest branch. Second resolution."""
+    from evcharging.lake.ingest import branch_for_tag
+    from evcharging.streaming.batches import META, TAG_PREFIX
+
+    repo = lakefs.repo()
+    merged_at = {}
+    for commit in repo.ref(settings.lakefs_default_branch).log(first_parent=True):
+        branch = (commit.metadata or {}).get(f"{META}ingest_branch")
+        if branch:
+            merged_at[branch] = commit.creation_date
+    spans: dict[int, list[tuple[int, int, float, float]]] = defaultdict(list)
+    for tag in repo.tags(prefix=f"{TAG_PREFIX}{settings.stream_name}-"):
+        commit = tag.get_commit()
+        merged = merged_at.get(branch_for_tag(tag.id), np.nan)
+        for partition, (lo, hi) in json.loads((commit.metadata or {}).get(f"{META}kafka_offsets", "{}")).items():
+            spans[int(partition)].append((lo, hi, commit.creation_date, merged))
+    out = {"ingested": np.full(len(rows), np.nan), "merged": np.full(len(rows), np.nan)}
+    partitions, offsets = rows.kafka_partition.to_numpy(), rows.kafka_offset.to_numpy()
+    for partition, ranges in spans.items():
+        ranges.sort()
+        starts = np.array([r[0] for r in ranges])
+        mask = partitions == partition
+        at = np.searchsorted(starts, offsets[mask], side="right") - 1
+        inside = (at >= 0) & (offsets[mask] < np.array([r[1] for r in ranges])[np.clip(at, 0, None)])
+        for name, column in (("ingested", 2), ("merged", 3)):
+            values = np.array([r[column] for r in ranges], dtype=float)[np.clip(at, 0, None)]
+            target = out[name][mask]
+            target[inside] = values[inside]
+            out[name][mask] = target
+    return out
+
+
 def run_figures(instance) -> dict[str, dict]:
     """Per job: runs, their durations (start → end) and queue waits (created → start)."""
     import dagster as dg
@@ -243,14 +278,24 @@ def main() -> int:
     fresh = visible - sent
     ok = ~np.isnan(fresh)
     lo, hi, rate = steady_window(sent[ok])
-    steady = fresh[ok & (sent >= lo) & (sent < hi)]
+    in_window = ok & (sent >= lo) & (sent < hi)
+    steady = fresh[in_window]
+    # Where the time goes, per stage (lakeFS commit times have whole seconds): the stream (sent →
+    # its batch committed on an ingest branch), the publish (→ merged into main), the load (→ queryable).
+    stages = stage_times(lakefs, settings, rows)
+    stage_p50 = {}
+    for name, delta in (("stream", stages["ingested"] - sent), ("publish", stages["merged"] - stages["ingested"]),
+                        ("load", visible - stages["merged"])):
+        delta = delta[in_window & ~np.isnan(delta)]
+        stage_p50[f"{name}_p50_s"] = float(np.percentile(delta, 50)) if delta.size else None
+        stage_p50[f"{name}_p95_s"] = float(np.percentile(delta, 95)) if delta.size else None
     manifest = json.loads(manifest_path.read_text())
     results = {
         "mode": "dagster dev (daemon, queued run coordinator, default run launcher), continuous stream",
         "vehicles": args.vehicles, "speed": args.speed, "events": manifest["events_total"],
         "events_per_s": rate, "steady_window_s": hi - lo, "steady_events_measured": int(steady.size),
         "p50_s": float(np.percentile(steady, 50)), "p95_s": float(np.percentile(steady, 95)),
-        "max_s": float(steady.max()),
+        "max_s": float(steady.max()), "stages": stage_p50,
         "all_events": {"measured": int(ok.sum()), "p50_s": float(np.percentile(fresh[ok], 50)),
                        "p95_s": float(np.percentile(fresh[ok], 95)), "max_s": float(fresh[ok].max())},
         "max_queue_depth": max(max_depth.values(), default=0), "max_queue_depth_per_job": dict(max_depth),
@@ -264,6 +309,9 @@ def main() -> int:
           f"{manifest['events_total']:,} in all, {len(loaded)} warehouse loads)")
     print(f"freshness       : p50 {results['p50_s']:.1f} s, p95 {results['p95_s']:.1f} s, max {results['max_s']:.1f} s "
           "(target p50 ≤ 60 s, p95 ≤ 120 s)")
+    print("stages (p50/p95): " + ", ".join(
+        f"{name} {stage_p50[f'{name}_p50_s'] or 0:.1f}/{stage_p50[f'{name}_p95_s'] or 0:.1f} s"
+        for name in ("stream", "publish", "load")) + " (sent → ingest commit → merge → queryable)")
     print(f"all events      : p50 {results['all_events']['p50_s']:.1f} s, p95 {results['all_events']['p95_s']:.1f} s "
           "(with the ramp and the tail)")
     print(f"run queues      : largest {results['max_queue_depth']} (per job {dict(max_depth)}; target ≤ 2)")

@@ -5,8 +5,9 @@
 2. the simulator emits a small simulated day to Kafka and publishes its run manifest;
 3. the stream drains the topic into lakeFS ingest branches (``--available-now``);
 4. `dagster dev` (started before the simulator) audits and merges each ingest branch through its
-   sensors, then refreshes lake_main and the warehouse; the demo waits until ClickHouse holds every
-   event of the run and says how long that took after the simulator finished;
+   sensors, and each publish run then refreshes lake_main and the warehouse's events; the demo
+   waits until ClickHouse holds every event of the run and says how long that took after the
+   simulator finished;
 5. a short summary is read from the warehouse, and `dagster dev` keeps serving until Ctrl-C (which
    stops it, and any run in flight, within 20 s).
 """

@@ -94,6 +94,10 @@ def _without_dictionaries(table):
     return table.cast(pa.schema(fields))
 
 
+class WarehouseBusyError(RuntimeError):
+    """chDB's directory stayed locked by another process for longer than the caller would wait."""
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The ClickHouse warehouse. ``clickhouse_url`` set → that server; unset → chDB at ``chdb_path``."""
 
@@ -107,16 +111,19 @@ class WarehouseResource(dg.ConfigurableResource):
         900, description="How long opening chDB waits for another process to release its directory lock.")
 
     @contextmanager
-    def connect(self, on_wait: Callable[[str], None] | None = None) -> Iterator[WarehouseConnection]:
-        """An open connection, closed on leaving. ``on_wait`` is told once if chDB's lock is held."""
-        conn = self._open(on_wait)
+    def connect(self, on_wait: Callable[[str], None] | None = None,
+                wait_seconds: float | None = None) -> Iterator[WarehouseConnection]:
+        """An open connection, closed on leaving. ``on_wait`` is told once if chDB's lock is held;
+        opening gives up with :class:`WarehouseBusyError` after ``wait_seconds`` (default
+        ``lock_wait_seconds``)."""
+        conn = self._open(on_wait, self.lock_wait_seconds if wait_seconds is None else wait_seconds)
         try:
             conn.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             yield conn
         finally:
             conn.close()
 
-    def _open(self, on_wait: Callable[[str], None] | None) -> WarehouseConnection:
+    def _open(self, on_wait: Callable[[str], None] | None, wait_seconds: float) -> WarehouseConnection:
         if self.clickhouse_url:
             import clickhouse_connect
 
@@ -129,7 +136,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
         path = Path(self.chdb_path)
         path.mkdir(parents=True, exist_ok=True)
-        deadline, told = time.monotonic() + self.lock_wait_seconds, False
+        deadline, told = time.monotonic() + wait_seconds, False
         while True:
             if not chdb_locked(path):
                 try:
@@ -138,12 +145,12 @@ class WarehouseResource(dg.ConfigurableResource):
                     if not chdb_locked(path):
                         raise RuntimeError(f"warehouse: cannot open chDB at {path}: {exc}") from exc
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"warehouse: chDB at {path} stayed locked by another process for {self.lock_wait_seconds:.0f} s "
+                raise WarehouseBusyError(
+                    f"warehouse: chDB at {path} stayed locked by another process for {wait_seconds:.0f} s "
                     "(only one process may open a chDB directory at a time: a Dagster step or `evcharging sql`)")
             if on_wait and not told:
                 on_wait(f"the warehouse (chDB at {path}) is in use by another process, e.g. a running load: "
-                        f"waiting for it (up to {self.lock_wait_seconds:.0f} s)")
+                        f"waiting for it (up to {wait_seconds:.0f} s)")
                 told = True
             time.sleep(0.2)
 

@@ -1,8 +1,9 @@
 """The sensors keep each lane's run queue bounded on a real lakeFS, and lose nothing.
 
 Publish: new batches become partitions at once and one run over their range; while that run waits
-to start nothing more is asked for; while it runs only later batches are; the batches of a run
-that died are asked for again. Refresh: five main commits between two ticks give one refresh; a
+or runs nothing more is asked for, and the next run takes every batch pending when it ended; the
+batches of a run that died are asked for again. Refresh: a publish run in flight loads main itself, so it holds
+refreshes back; five main commits between two ticks give one refresh; a
 waiting refresh holds back a second and the commits arriving meanwhile are left to it; once it
 runs, a new commit asks for exactly one more, and that one loads main's head as of its start.
 Each test uses a scratch lakeFS repository; runs are recorded in an ephemeral Dagster instance
@@ -61,7 +62,7 @@ def _range(request) -> tuple[str, str]:
     return (key_range.start, key_range.end) if key_range else (request.partition_key, request.partition_key)
 
 
-def test_publish_runs_are_coalesced_and_a_dead_runs_batches_asked_for_again(lakefs, unique_name, monkeypatch):
+def test_publish_runs_are_coalesced_one_at_a_time_and_a_dead_runs_batches_asked_for_again(lakefs, unique_name, monkeypatch):
     stream = f"c{unique_name}"
     monkeypatch.setenv("EVCHARGING_STREAM_NAME", stream)
     instance = dg.DagsterInstance.ephemeral()
@@ -73,32 +74,42 @@ def test_publish_runs_are_coalesced_and_a_dead_runs_batches_asked_for_again(lake
     [request] = first.run_requests
     assert _range(request) == (branch_name(stream, 0), branch_name(stream, 2))
 
-    # The run waits in the queue: a new batch becomes a partition, but no second run is asked for.
+    # The run waits in the queue, then runs: new batches become partitions, but no second run is
+    # asked for while it is in flight.
     queued = _run(instance, "publish_ingest_batches", dg.DagsterRunStatus.NOT_STARTED)
     _stream_batch(lakefs, stream, 3)
     second = _tick(ingest_commits, instance, lakefs, first.cursor)
     assert second.run_requests == [] and second.dynamic_partitions_requests[0].partition_keys == [branch_name(stream, 3)]
-
-    # The run started: the batch after its range gets a run of its own, the run's own are left to it.
     instance.delete_run(queued.run_id)
     running = _run(instance, "publish_ingest_batches", dg.DagsterRunStatus.STARTED)
+    _stream_batch(lakefs, stream, 4)
     third = _tick(ingest_commits, instance, lakefs, second.cursor)
-    assert [_range(r) for r in third.run_requests] == [(branch_name(stream, 3), branch_name(stream, 3))]
-    assert json.loads(third.cursor)["requested"] == branch_name(stream, 3)
+    assert third.run_requests == [] and third.dynamic_partitions_requests[0].partition_keys == [branch_name(stream, 4)]
 
-    # Both runs died (killed with `dagster dev`) before merging anything: all four are asked for again.
+    # It merged its three batches and ended: the next run takes every batch pending by then.
+    repo = lakefs.repo()
+    for i in range(3):
+        repo.branch(branch_name(stream, i)).delete()
     instance.delete_run(running.run_id)
-    _run(instance, "publish_ingest_batches", dg.DagsterRunStatus.CANCELED)
+    done = _run(instance, "publish_ingest_batches", dg.DagsterRunStatus.SUCCESS)
     fourth = _tick(ingest_commits, instance, lakefs, third.cursor)
-    assert [_range(r) for r in fourth.run_requests] == [(branch_name(stream, 0), branch_name(stream, 3))]
+    assert [_range(r) for r in fourth.run_requests] == [(branch_name(stream, 3), branch_name(stream, 4))]
+    assert json.loads(fourth.cursor)["requested"] == branch_name(stream, 4)
+
+    # That run died (killed with `dagster dev`) before merging anything: both are asked for again.
+    instance.delete_run(done.run_id)
+    _run(instance, "publish_ingest_batches", dg.DagsterRunStatus.CANCELED)
+    for i in range(5, 7):
+        _stream_batch(lakefs, stream, i)
+    fifth = _tick(ingest_commits, instance, lakefs, fourth.cursor)
+    assert [_range(r) for r in fifth.run_requests] == [(branch_name(stream, 3), branch_name(stream, 6))]
 
     # A merged batch (its branch deleted) and a blocked one (an audit commit on top) are not pending.
-    repo = lakefs.repo()
-    repo.branch(branch_name(stream, 0)).delete()
-    repo.branch(branch_name(stream, 1)).commit(message="audit failed", metadata={"evcharging.audit.status": "failed"},
+    repo.branch(branch_name(stream, 3)).delete()
+    repo.branch(branch_name(stream, 4)).commit(message="audit failed", metadata={"evcharging.audit.status": "failed"},
                                                allow_empty=True)
-    fifth = _tick(ingest_commits, instance, lakefs, fourth.cursor)
-    assert [_range(r) for r in fifth.run_requests] == [(branch_name(stream, 2), branch_name(stream, 3))]
+    sixth = _tick(ingest_commits, instance, lakefs, fifth.cursor)
+    assert [_range(r) for r in sixth.run_requests] == [(branch_name(stream, 5), branch_name(stream, 6))]
 
 
 def test_five_main_commits_between_two_ticks_give_one_refresh(lakefs):
@@ -146,3 +157,24 @@ def test_a_refresh_that_died_is_asked_for_again(lakefs):
     _run(instance, "refresh_lake_main", dg.DagsterRunStatus.CANCELED)  # killed before loading main's head
     again = _tick(main_commits, instance, lakefs, first.cursor)
     assert len(again.run_requests) == 1 and again.cursor == first.cursor
+
+
+def test_a_publish_run_in_flight_loads_main_so_no_refresh_unless_it_ended_without_loading(lakefs):
+    instance = dg.DagsterInstance.ephemeral()
+    publishing = _run(instance, "publish_ingest_batches", dg.DagsterRunStatus.STARTED)
+    head = _main_commit(lakefs, 1)  # its merge
+    held = _tick(main_commits, instance, lakefs, None)
+    assert held.run_requests == [] and held.cursor == head
+
+    # It loaded main's head after its merges: nothing to do once it ended.
+    instance.delete_run(publishing.run_id)
+    _run(instance, "publish_ingest_batches", dg.DagsterRunStatus.SUCCESS)
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        ["clickhouse", "fact_charging_events"], tags={"dagster/data_version": head}))
+    assert _tick(main_commits, instance, lakefs, held.cursor).run_requests == []
+
+    # The next one merged and failed before its load (e.g. a blocked batch later in its range): a refresh.
+    _run(instance, "publish_ingest_batches", dg.DagsterRunStatus.FAILURE)
+    newer = _main_commit(lakefs, 2)
+    after = _tick(main_commits, instance, lakefs, head)
+    assert len(after.run_requests) == 1 and after.cursor == newer

@@ -1,11 +1,14 @@
 """Jobs the sensors launch (also runnable by hand from the UI).
 
-Warehouse work runs in two lanes: the events (no Spark: queryable seconds after a merge) and the
-sessions with the marts (Spark), each coalesced by its sensor. Each job runs its steps in one
-process (``in_process_executor``): its steps are light next to a process start-up each (~3 s of
-imports), and a step that needs Spark starts it once per run. A tag per lane lets
-``dagster.yaml`` limit each lane to one running run, so warehouse work never holds the slots
-publishing needs.
+The hot path is one run: a publish run audits and merges the pending ingest batches, then records
+main's head and loads the events up to it (no Spark), so events are queryable when it ends — one
+run start-up and one lane between an ingest commit and ClickHouse, not two. The refresh job does
+that last part alone, for merges made outside a publish run (a partition materialized by hand) or
+a load that failed. The sessions with the marts (Spark) run in a lane of their own, coalesced by
+their sensor. Each job runs its steps in one process (``in_process_executor``): its steps are
+light next to a process start-up each (~3 s of imports), and a step that needs Spark starts it
+once per run. A tag per lane lets ``dagster.yaml`` limit each lane to one running run, so
+warehouse work never holds the slots publishing needs.
 """
 
 import dagster as dg
@@ -15,19 +18,25 @@ from evcharging.defs.warehouse.assets import FACT_EVENTS, FACT_SESSIONS
 LANE = "evcharging/lane"
 RECONCILIATION = dg.AssetCheckKey(FACT_EVENTS, "reconciliation")
 
-publish_ingest_batches = dg.define_asset_job(
-    "publish_ingest_batches", selection=dg.AssetSelection.assets("ingest_batch"),
-    executor_def=dg.in_process_executor, tags={LANE: "publish"},
-    description="Audit ingest batches (one, or a range in order) and merge each into main when its blocking "
-                "checks pass.")
-
 # The sessions and everything after them: Spark's start-up stays out of the events' path.
 _SESSIONS_ON = dg.AssetSelection.assets(FACT_SESSIONS).downstream() - dg.AssetSelection.checks(RECONCILIATION)
+# main's head and the events up to it (and the time dimension): light, no Spark.
+_EVENTS = dg.AssetSelection.assets("lake_main").downstream() - _SESSIONS_ON - dg.AssetSelection.checks(RECONCILIATION)
+
+# A publish run waits this long at most for a warehouse another process holds (a sessions pass, a
+# user's query), then leaves the load to the refresh lane: publishing never waits on warehouse work.
+PUBLISH_GIVES_WAY_AFTER_S = 15
+
+publish_ingest_batches = dg.define_asset_job(
+    "publish_ingest_batches", selection=dg.AssetSelection.assets("ingest_batch") | _EVENTS,
+    executor_def=dg.in_process_executor, tags={LANE: "publish"},
+    config={"ops": {"clickhouse__fact_charging_events": {"config": {
+        "give_way_after_seconds": PUBLISH_GIVES_WAY_AFTER_S}}}},
+    description="Audit ingest batches (one, or a range in order) and merge each into main when its blocking "
+                "checks pass; then record main's head and load the events up to it into the warehouse.")
 
 refresh_lake_main = dg.define_asset_job(
-    "refresh_lake_main",
-    selection=dg.AssetSelection.assets("lake_main").downstream() - _SESSIONS_ON - dg.AssetSelection.checks(RECONCILIATION),
-    executor_def=dg.in_process_executor, tags={LANE: "refresh"},
+    "refresh_lake_main", selection=_EVENTS, executor_def=dg.in_process_executor, tags={LANE: "refresh"},
     description="Record main's head commit and load the events up to it into the warehouse (queryable when it "
                 "ends), with the time dimension.")
 

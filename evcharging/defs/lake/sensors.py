@@ -3,10 +3,12 @@ run queue stays bounded however fast commits arrive.
 
 ``ingest_commits`` turns every batch the stream finished (its ``ingested-…`` tag) into a partition
 at once, and the batches still pending into one publish run over their range — only while no
-publish run is waiting to start, so at most one runs and one waits. ``main_commits`` asks for a
-refresh of ``lake_main`` and the warehouse when main's head moves, unless a refresh is already
-waiting to start: that one reads main's head when it starts, so it loads these commits too. Work
-of a run that was killed is asked for again: nothing is lost to an interrupted run.
+publish run is in flight, so the next run takes every batch pending when the last one ended. A
+publish run also loads main's head into the warehouse after its merges. ``main_commits`` covers
+the rest: it asks for a refresh of ``lake_main`` and the warehouse when main's head is not loaded
+and no publish run is in flight, unless a refresh is already waiting to start: that one reads
+main's head when it starts, so it loads these commits too. Work of a run that was killed is asked
+for again: nothing is lost to an interrupted run.
 ``sessions_behind_events`` runs Spark's sessions and the marts whenever the sessions fact is behind
 the events fact, in a lane of its own; ``reconcile_after_refresh`` reconciles once they caught up.
 Cursors live in Dagster's storage, so they survive a restart.
@@ -42,7 +44,8 @@ def runs_in(instance: dg.DagsterInstance, job_name: str, statuses: list[dg.Dagst
 
 @dataclass(frozen=True)
 class PublishCursor:
-    """``seen``: the last tag added as a partition; ``requested``: the last batch (branch) put in a run."""
+    """``seen``: the last tag added as a partition; ``requested``: the last batch (branch) put in a run
+    (for the record: pending batches are derived from lakeFS, not from the cursor)."""
 
     seen: str | None = None
     requested: str | None = None
@@ -66,32 +69,31 @@ def publish_request(keys: list[str]) -> dg.RunRequest:
     return dg.RunRequest(tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]})
 
 
-@dg.sensor(job=jobs.publish_ingest_batches, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+# Every 2 s: the next publish run is asked for within ~2 s of the previous one's end.
+@dg.sensor(job=jobs.publish_ingest_batches, minimum_interval_seconds=2, default_status=dg.DefaultSensorStatus.RUNNING)
 def ingest_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) -> dg.SensorResult:
     """A partition for every ingest batch committed since the last tick, and — unless a publish run
-    is waiting to start — one run for the batches still pending (see :mod:`evcharging.lake.pending`).
+    is in flight — one run for the batches still pending (see :mod:`evcharging.lake.pending`).
 
-    Batches of a publish run that is still running are left to it; those of a run that died or
-    failed are pending again, so they are tried again with the next run.
+    One run at a time, asked for when the previous one ended, takes every batch pending by then: a
+    run asked for earlier, to wait in the queue, would fix its range before the batches that arrive
+    meanwhile. Batches of a run that died or failed are pending again, so the next run tries them.
     """
     cursor = PublishCursor.parse(context.cursor)
     stream = load_settings().stream_name
     new = unseen_ingest_tags(lakefs, stream, after=cursor.seen)
     seen = new[-1] if new else cursor.seen
     add = [ingest_batches.build_add_request([branch_for_tag(t) for t in new])] if new else []
-    job = jobs.publish_ingest_batches.name
-    if runs_in(context.instance, job, WAITING):
+    if runs_in(context.instance, jobs.publish_ingest_batches.name, WAITING + RUNNING):
         return dg.SensorResult(dynamic_partitions_requests=add, cursor=PublishCursor(seen, cursor.requested).dump(),
-                               skip_reason="the publish run already queued comes first")
+                               skip_reason="the publish run in flight comes first; the next takes what is pending then")
     pending = [b for b in pending_batches(lakefs, stream) if seen and tag_for_branch(b) <= seen]  # known partitions
-    if runs_in(context.instance, job, RUNNING) and cursor.requested:
-        pending = [b for b in pending if b > cursor.requested]
     if not pending:
         return dg.SensorResult(dynamic_partitions_requests=add, cursor=PublishCursor(seen, cursor.requested).dump(),
                                skip_reason="no ingest batch waits to be published")
     batch = pending[:MAX_BATCHES_PER_RUN]
     return dg.SensorResult(dynamic_partitions_requests=add, run_requests=[publish_request(batch)],
-                           cursor=PublishCursor(seen, max(batch[-1], cursor.requested or "")).dump())
+                           cursor=PublishCursor(seen, batch[-1]).dump())
 
 
 def data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
@@ -112,15 +114,22 @@ def _failed_recently(instance: dg.DagsterInstance, job_name: str) -> float | Non
 
 @dg.sensor(job=jobs.refresh_lake_main, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
 def main_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) -> dg.SensorResult:
-    """A refresh of lake_main and the warehouse when main's head moved, unless one is waiting to
-    start (it reads main's head when it starts). A refresh that ended without loading the head it
-    was asked for (killed, failed) is asked for again — after RETRY_AFTER_S when it failed."""
+    """A refresh of lake_main and the warehouse when main's head moved and no publish run is in
+    flight (a publish run loads main's head after its merges), unless a refresh is waiting to start
+    (it reads main's head when it starts). A head that no run loaded (a publish or refresh killed or
+    failed, a merge made by hand) is asked for again — after RETRY_AFTER_S when a refresh failed."""
     head = lakefs.repo().branch(lakefs.default_branch).get_commit().id
     instance, job = context.instance, jobs.refresh_lake_main.name
     if runs_in(instance, job, WAITING):
         return dg.SensorResult(skip_reason=f"the refresh already queued will load main up to {head[:12]}", cursor=head)
+    # A publish run loads main's head after its merges: while one waits or runs, it loads these commits.
+    if runs_in(instance, jobs.publish_ingest_batches.name, WAITING + RUNNING):
+        return dg.SensorResult(skip_reason=f"the publish run in flight loads main up to {head[:12]} after its merges",
+                               cursor=head)
+    if data_version(instance, FACT_EVENTS) == head:
+        return dg.SensorResult(skip_reason=f"the warehouse holds main's head {head[:12]}", cursor=head)
     if head == context.cursor:
-        if runs_in(instance, job, RUNNING) or data_version(instance, FACT_EVENTS) == head:
+        if runs_in(instance, job, RUNNING):
             return dg.SensorResult(skip_reason=f"main still at {head[:12]}", cursor=head)
         wait = _failed_recently(instance, job)
         if wait:

@@ -11,6 +11,7 @@ leaves the same rows.
 
 
 import asyncio
+from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
@@ -20,7 +21,7 @@ from evcharging.defs.retry import TRANSIENT_RETRY
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
-from evcharging.resources.warehouse import WarehouseResource
+from evcharging.resources.warehouse import WarehouseBusyError, WarehouseResource
 from evcharging.warehouse.dimensions import rebuild_dim_stations, rebuild_dim_time, rebuild_dim_vehicles
 from evcharging.warehouse.freshness import warehouse_lag
 from evcharging.warehouse.load import last_loaded_commit, load_lake_commit, sessionize_pending
@@ -53,6 +54,10 @@ def _table_metadata(wh, database: str, table: str, order_by: str) -> dict:
 class WarehouseLoadConfig(dg.Config):
     commit: str | None = Field(None, description="lakeFS commit to load; default: lake_main's latest, else main's head.")
     full_reload: bool = Field(False, description="Re-read every event file of the commit, not just what it added.")
+    give_way_after_seconds: float | None = Field(
+        None, description="If another process holds the warehouse (chDB) longer than this, do not load here: leave "
+                          "it to the refresh lane (publish runs set it, so that publishing never waits for a long "
+                          "warehouse job). Unset: wait as long as the warehouse resource says.")
 
 
 def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource) -> str:
@@ -66,10 +71,11 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
     return lakefs.repo().branch(lakefs.default_branch).get_commit().id
 
 
+# output_required=False: a publish run that gives way to a busy warehouse records no load.
 @dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"}, pool="warehouse",
-          freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY)
+          freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY, output_required=False)
 def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
-                         warehouse: WarehouseResource) -> dg.MaterializeResult:
+                         warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
     """Every charging event on lakeFS main, loaded by ClickHouse straight from the Parquet files each
     main commit added (read at the commit id over lakeFS's S3 gateway; one ``s3()`` per file, no Spark);
     one row per event (ReplacingMergeTree on the event's identity, read with FINAL), sorted by station
@@ -77,13 +83,19 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
     Its data version is the lakeFS commit loaded; the events are queryable when this step ends."""
     commit = target_commit(context, config, lakefs)
     db = warehouse.database
-    with warehouse.connect(on_wait=context.log.info) as wh:
-        report = load_lake_commit(wh, db, None, lakefs, commit, config.full_reload, log=context.log.info)
-        metadata = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
-        lag = warehouse_lag(wh, db, lakefs, commit).metadata()  # plotted over materializations
+    try:
+        with warehouse.connect(on_wait=context.log.info, wait_seconds=config.give_way_after_seconds) as wh:
+            report = load_lake_commit(wh, db, None, lakefs, commit, config.full_reload, log=context.log.info)
+            metadata = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
+            lag = warehouse_lag(wh, db, lakefs, commit).metadata()  # plotted over materializations
+    except WarehouseBusyError as busy:
+        if config.give_way_after_seconds is None:
+            raise
+        context.log.warning(f"{busy}: commit {commit[:12]} is left to the refresh lane (main_commits asks for it)")
+        return
     if report.already_loaded:
         context.log.info(f"commit {commit[:12]} was already loaded: nothing to do")
-    return dg.MaterializeResult(data_version=dg.DataVersion(commit), metadata={
+    yield dg.MaterializeResult(data_version=dg.DataVersion(commit), metadata={
         **metadata, **lag, "lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
         "previous_commit": report.previous_commit or "none", "files_added": report.files,
         "already_loaded": report.already_loaded, "events_read": report.events_read,

@@ -1,0 +1,58 @@
+"""A publish run never waits long for a warehouse another process holds: its event load gives way
+(no materialization, the refresh lane takes over), while a refresh waits (real chDB, held by a
+second process the way a sessions pass or `evcharging sql` holds it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import dagster as dg
+import pytest
+
+from evcharging.defs.lake.jobs import PUBLISH_GIVES_WAY_AFTER_S, publish_ingest_batches
+from evcharging.defs.warehouse.assets import FACT_EVENTS, fact_charging_events
+from evcharging.resources.lakefs import LakeFSResource
+from evcharging.resources.warehouse import WarehouseBusyError, WarehouseResource
+
+HOLD_CHDB = "import sys; from chdb import session; s = session.Session(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+
+
+@pytest.fixture
+def held_chdb(tmp_path):
+    path = tmp_path / "chdb"
+    path.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_CHDB, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield path
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+
+
+def test_the_publish_job_gives_its_event_load_a_bounded_wait():
+    ops = publish_ingest_batches.config["ops"]
+    assert ops["clickhouse__fact_charging_events"]["config"]["give_way_after_seconds"] == PUBLISH_GIVES_WAY_AFTER_S
+
+
+def test_a_load_that_gives_way_records_nothing_and_one_that_may_wait_says_why_it_failed(held_chdb):
+    warehouse = WarehouseResource(chdb_path=str(held_chdb))
+    # Never called: the commit comes from the config.
+    lakefs = LakeFSResource(endpoint="http://127.0.0.1:9", access_key_id="x", secret_access_key="x", repository="r")
+    instance = dg.DagsterInstance.ephemeral()
+    config = {"commit": "c0ffee", "give_way_after_seconds": 1}
+    started = time.monotonic()
+    result = dg.materialize([fact_charging_events], instance=instance, resources={"lakefs": lakefs, "warehouse": warehouse},
+                            run_config={"ops": {"clickhouse__fact_charging_events": {"config": config}}})
+    assert result.success and time.monotonic() - started < 30
+    assert instance.get_latest_materialization_event(FACT_EVENTS) is None
+    messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any("left to the refresh lane" in m for m in messages), messages
+
+    # Without give_way_after_seconds the step waits as long as the resource says, then fails clearly.
+    with pytest.raises(WarehouseBusyError, match="stayed locked by another process for 1 s"):
+        with warehouse.model_copy(update={"lock_wait_seconds": 1}).connect():
+            pass
