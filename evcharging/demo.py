@@ -164,13 +164,14 @@ def wait_until_loaded(settings: Settings, dev: DagsterDev, manifest: RunManifest
 
 
 def wait_for_sessions(dev: DagsterDev, say: Say, deadline: float) -> None:
-    """Wait until the sessions lane (Spark, at most once a minute) has caught up with the events."""
+    """Wait until the sessions lane (Spark: every 3 minutes while events arrive, a minute after they
+    settle) has caught up with the events."""
     import dagster as dg
 
     from evcharging.defs.lake.sensors import data_version
     from evcharging.defs.warehouse.assets import FACT_EVENTS, FACT_SESSIONS
 
-    say("waiting for the sessions and marts (Spark, in their own lane) …")
+    say("waiting for the sessions and marts (Spark, in their own lane, a minute after the events settle) …")
     while time.monotonic() < deadline:
         if dev.proc.poll() is not None:
             raise DemoError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")

@@ -9,6 +9,7 @@ repository, stream name, MongoDB database and data directory (Dagster instance, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -116,7 +117,10 @@ def test_publishing_goes_on_while_a_refresh_waits_and_ctrl_c_stops_it_all(stack_
             assert instance.get_run_by_id(refresh.run_id).status in (dg.DagsterRunStatus.FAILURE,
                                                                      dg.DagsterRunStatus.CANCELED)
     finally:
-        if dev.poll() is None:
+        if dev.poll() is None:  # `dagster dev` runs in a process group of its own: kill every descendant
+            for pid in _descendants(dev.pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
             os.killpg(dev.pid, signal.SIGKILL)
         holder.stdin.close()
         holder.wait(30)

@@ -137,12 +137,26 @@ def main_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) ->
     return dg.SensorResult(run_requests=[dg.RunRequest(tags={"lakefs/commit": head})], cursor=head)
 
 
-# A JVM start-up costs ~15 s of CPU on 2 cores: at most one sessions pass a minute, each over every
-# load since the last, leaves the cores to the stream, the audit and the event loads.
-@dg.sensor(job=jobs.refresh_sessions, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+# A sessions pass starts a JVM (~15 s of CPU on 2 cores) and re-reads every session a load touched.
+# While events keep arriving, one pass every SESSIONS_EVERY_S (each over every load since the last)
+# leaves the cores to the stream, the audit and the event loads; once the events settle (no load
+# for SETTLED_AFTER_S), the sessions catch up at the next tick.
+SESSIONS_EVERY_S = 180
+SETTLED_AFTER_S = 60
+
+
+_now = time.time  # the sessions sensor's clock (a test moves it)
+
+
+def _seconds_since(timestamp: float | None) -> float:
+    return _now() - timestamp if timestamp else float("inf")
+
+
+@dg.sensor(job=jobs.refresh_sessions, minimum_interval_seconds=20, default_status=dg.DefaultSensorStatus.RUNNING)
 def sessions_behind_events(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """A sessions refresh while the sessions fact is behind the events fact (their data versions are
-    the lakeFS commits they hold), unless one is waiting or running: it covers every load so far."""
+    the lakeFS commits they hold), unless one is waiting or running: it covers every load so far.
+    While events keep arriving, at most one every SESSIONS_EVERY_S."""
     instance, job = context.instance, jobs.refresh_sessions.name
     events_at = data_version(instance, FACT_EVENTS)
     if not events_at or events_at == data_version(instance, FACT_SESSIONS):
@@ -152,6 +166,12 @@ def sessions_behind_events(context: dg.SensorEvaluationContext) -> dg.SensorResu
     wait = _failed_recently(instance, job)
     if wait:
         return dg.SensorResult(skip_reason=f"the last sessions refresh failed: trying again in {wait:.0f} s")
+    [last] = instance.get_run_records(dg.RunsFilter(job_name=job), limit=1) or [None]
+    since_pass = _seconds_since(last.create_timestamp.timestamp() if last else None)
+    loaded = instance.get_latest_materialization_event(FACT_EVENTS)
+    if since_pass < SESSIONS_EVERY_S and _seconds_since(loaded.timestamp if loaded else None) < SETTLED_AFTER_S:
+        return dg.SensorResult(skip_reason=f"events are still arriving: the next sessions pass in "
+                                           f"{SESSIONS_EVERY_S - since_pass:.0f} s, or once they settle")
     return dg.SensorResult(run_requests=[dg.RunRequest(tags={"lakefs/commit": events_at})])
 
 

@@ -1,7 +1,10 @@
 """The ClickHouse warehouse: facts loaded from lakeFS main, dimensions, marts.
 
-Every asset here opens the warehouse, so each declares ``pool="warehouse"`` (chDB locks its
-directory: one step at a time) and opens and closes its connection within the step. The event fact
+Every asset here opens and closes its warehouse connection within the step; opening waits for
+chDB's directory lock (one process at a time). Most also declare ``pool="warehouse"``, so that
+steps queue in Dagster rather than in that wait. The event fact and the time dimension do not:
+publish runs load them, and a pool slot held by a step that waits for chDB (a refresh behind a
+user's query) would stall publishing, whereas the lock wait gives way after 15 s. The event fact
 loads exactly what a lakeFS commit added (see :mod:`evcharging.warehouse.load`) and carries that
 commit as its data version: ClickHouse reads the added event files from lakeFS itself. Spark then
 summarises the sessions in a step of its own, in its own job, so that starting a JVM never delays
@@ -72,7 +75,7 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
 
 
 # output_required=False: a publish run that gives way to a busy warehouse records no load.
-@dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"}, pool="warehouse",
+@dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
           freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY, output_required=False)
 def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
                          warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
@@ -157,7 +160,7 @@ def dim_vehicles(mongo: MongoResource, warehouse: WarehouseResource) -> dg.Mater
         return dg.MaterializeResult(metadata=_table_metadata(wh, warehouse.database, "dim_vehicles", "vehicle_model_id"))
 
 
-@dg.asset(key=DIM_TIME, deps=[FACT_EVENTS], group_name=GROUP, kinds={"clickhouse"}, pool="warehouse")
+@dg.asset(key=DIM_TIME, deps=[FACT_EVENTS], group_name=GROUP, kinds={"clickhouse"})
 def dim_time(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per hour from the first arrival to the last event: date parts, weekday, weekend."""
     with warehouse.connect() as wh:
