@@ -63,6 +63,7 @@ def test_publication_killed_mid_way_completes_exactly_on_rerun(spark, lake, refe
     rerun = materialize_batch(lake, mongo, key, instance)
     assert rerun.success and _meta(rerun)["status"] == "already merged"
     assert repo.branch("main").get_commit().id == head.id
+    assert not list(repo.branches(prefix=key)), "the re-run deleted the branch the killed run left"
     on_main = spark.read.parquet(lake.s3a_uri("main", "events")).where(f"run_id = '{run}'").select("event_id").collect()
     assert sorted(r.event_id for r in on_main) == sorted(json.loads(e)["event_id"] for e in events)
     assert {json.loads(e)["event_id"] for e in events} <= event_ids_on_main(lake, ["2026-01-05"])
@@ -90,3 +91,4 @@ def test_warehouse_load_killed_before_it_is_recorded_is_exact_after_rerun(spark,
     main_rows = len(spark.read.parquet(lake.s3a_uri("main", "events")).collect())
     assert rows == distinct == main_rows > 0
     assert sessions == distinct_sessions
+
