@@ -23,7 +23,8 @@ from evcharging.settings import Settings
 from evcharging.resources.from_settings import lakefs_resource
 from evcharging.resources.kafka import list_topics
 from evcharging.streaming.batches import IngestBatchWriter
-from evcharging.streaming.outage import OutageWatch, looks_like_connection_error, stream_services
+from evcharging.streaming.outage import OutageWatch, stream_services
+from evcharging.transient import looks_like_connection_error
 
 log = logging.getLogger("evcharging.streaming")
 # JVM loggers that print a stack trace (or a line per reconnect) for each failure an outage causes;

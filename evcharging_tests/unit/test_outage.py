@@ -8,9 +8,7 @@ import logging
 
 import pytest
 
-from evcharging.streaming.outage import (
-    OutageWatch, Service, StreamOutageError, backoff_delays, looks_like_connection_error,
-)
+from evcharging.streaming.outage import OutageWatch, Service, StreamOutageError, backoff_delays
 
 
 class FakeTime:
@@ -52,13 +50,3 @@ def test_past_the_window_one_error_names_the_service_and_the_setting():
                                                 r"unreachable for \d+ s, longer than EVCHARGING_STREAM_OUTAGE_WINDOW_SECONDS=60"):
         watch.wait_until_up("Connection refused")
     assert 60 < time.now < 62
-
-
-@pytest.mark.parametrize("text, transient", [
-    ("py4j.protocol.Py4JJavaError: java.net.ConnectException: Connection refused", True),
-    ("urllib3.exceptions.MaxRetryError: HTTPConnectionPool(host='127.0.0.1', port=8000)", True),
-    ("BatchConflictError: batch 3 is already in lakeFS with Kafka offsets", False),
-    ("AnalysisException: cannot resolve column", False),
-])
-def test_connection_errors_are_told_from_other_errors(text, transient):
-    assert looks_like_connection_error(text) is transient

@@ -17,7 +17,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from evcharging.defs.retry import TRANSIENT_RETRY
+from evcharging.defs.retry import TRANSIENT_RETRY, transient_only
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
@@ -74,6 +74,7 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
 # output_required=False: a publish run that gives way to a busy warehouse records no load.
 @dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"}, pool="warehouse",
           freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY, output_required=False)
+@transient_only
 def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
                          warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
     """Every charging event on lakeFS main, loaded by ClickHouse straight from the Parquet files each
@@ -108,6 +109,7 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
 # while Spark works, so the events keep loading meanwhile.
 @dg.asset(key=FACT_SESSIONS, deps=[FACT_EVENTS], group_name=GROUP, kinds={"spark", "clickhouse"},
           freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY)
+@transient_only
 def fact_charging_sessions(context: dg.AssetExecutionContext, spark: SparkResource,
                            warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per completed charging session, summarised by Spark from the session's events in the
@@ -136,6 +138,7 @@ async def _documents(mongo: MongoResource, collection: str) -> list[dict]:
 @dg.asset(key=DIM_STATIONS, deps=[dg.AssetKey(["mongodb", "stations"])], group_name=GROUP,
           kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager(),
           retry_policy=TRANSIENT_RETRY)
+@transient_only
 def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Charging stations from the MongoDB reference data: city, operator, charger type, deliverable
     power, price per kWh, chargers (parking spots), location. Rebuilt whole from the collection."""
@@ -148,6 +151,7 @@ def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.Mater
 @dg.asset(key=DIM_VEHICLES, deps=[dg.AssetKey(["mongodb", "vehicles"])], group_name=GROUP,
           kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager(),
           retry_policy=TRANSIENT_RETRY)
+@transient_only
 def dim_vehicles(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Vehicle models from the MongoDB reference data (key ``vehicle_model_id``, the model's ``_id``,
     which every event carries): battery, efficiency, AC/DC limits, connectors, price, range."""
