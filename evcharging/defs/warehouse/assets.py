@@ -176,8 +176,9 @@ _MART_DOCS = {
     "(plugged-in time over chargers × 3600 s) and energy delivered.",
     "mart_daily_energy_by_city_operator": "Per day, city and operator: sessions, vehicles, energy, revenue "
     "(energy × the station's price), average duration and wait.",
-    "mart_charger_type_kpis": "Per charger type: stations, chargers, sessions, energy, average and peak "
-    "power, duration, average and p95 wait, fault rate, utilisation over the whole time range.",
+    "mart_charger_type_kpis": "Per charger type: stations and chargers in service (retired stations left out) and "
+    "their utilisation over the whole time range; sessions, energy, average and peak power, duration, average "
+    "and p95 wait and fault rate of every session, also at stations retired since.",
 }
 
 
