@@ -50,3 +50,20 @@ def test_past_the_window_one_error_names_the_service_and_the_setting():
                                                 r"unreachable for \d+ s, longer than EVCHARGING_STREAM_OUTAGE_WINDOW_SECONDS=60"):
         watch.wait_until_up("Connection refused")
     assert 60 < time.now < 62
+
+
+def test_py4j_tracebacks_of_outages_are_left_to_the_stream_and_others_kept():
+    import sys
+
+    from evcharging.streaming.job import _TransientCallbackErrors
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            return logging.LogRecord("py4j.clientserver", logging.ERROR, __file__, 1,
+                                     "There was an exception while executing the Python Proxy", None, sys.exc_info())
+
+    keep = _TransientCallbackErrors().filter
+    assert not keep(record(ConnectionRefusedError(111, "Connection refused")))
+    assert keep(record(ValueError("a bug in the batch function")))
