@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import dagster as dg
 import pytest
@@ -115,11 +114,10 @@ def test_runs_killed_mid_merge_and_mid_load_are_exact_after_the_sensors_rerun_th
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
             runs = instance.get_runs()
-            statuses = {(r.job_name, r.status.value) for r in runs}
-            assert not [r for r in runs if r.status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING)
-                        and r.job_name in ("publish_ingest_batches", "refresh_lake_main")], statuses
-            assert len([r for r in runs if r.job_name == "publish_ingest_batches"
-                        and r.status == dg.DagsterRunStatus.FAILURE]) == 2, statuses
+            statuses = sorted((r.job_name, r.status.value) for r in runs)
+            # The two killed publish runs failed (the code server saw their processes die); the next succeeded.
+            assert [s for j, s in statuses if j == "publish_ingest_batches"].count("FAILURE") == 2, statuses
+            assert ("publish_ingest_batches", "SUCCESS") in statuses, statuses
         _assert_exact(lakefs, data_dir, run, expected, head)
     except AssertionError:
         print(output[-5000:])
