@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from evcharging.contracts import LAKE_EVENTS_PATH
+from evcharging.crashpoints import crashpoint
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.streaming.batches import BRANCH_PREFIX, META, TAG_PREFIX
 
@@ -159,10 +160,22 @@ def publish(lakefs: LakeFSResource, commit: IngestCommit, metadata: dict[str, st
     repo = lakefs.repo()
     branch = repo.branch(commit.branch)
     # allow_empty: a batch of nothing but copies of main's events is published too (and so counted as done)
+    crashpoint("before_merge")
     merge_commit = branch.merge_into(repo.branch(lakefs.default_branch), allow_empty=True,
                                      message=f"publish {commit.branch} {note}".strip(), metadata=metadata)
+    crashpoint("after_merge")
     branch.delete()
     return merge_commit
+
+
+def drop_branch(lakefs: LakeFSResource, branch: str) -> None:
+    """Delete ``branch`` if it still exists (a batch's branch once its commit is on main)."""
+    from lakefs.exceptions import NotFoundException
+
+    try:
+        lakefs.repo().branch(branch).delete()
+    except NotFoundException:
+        pass
 
 
 def audit_failed(commit) -> bool:

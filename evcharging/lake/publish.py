@@ -80,6 +80,7 @@ def publish_batch(lakefs: LakeFSResource, branch: str, reference: ReferenceIds, 
                               batch_id=commit.metadata.get(f"{META}batch_id"), valid_rows=commit.valid_rows,
                               quarantined_rows=commit.quarantined_rows)
     if ingest.is_merged(lakefs, commit.commit_id):
+        ingest.drop_branch(lakefs, commit.branch)  # left by a publication killed after its merge
         return result
     if not reaudit_blocked and ingest.audit_failed(lakefs.repo().branch(branch).get_commit()):
         result.status = "blocked earlier"  # its failed audit is the branch's newest commit

@@ -6,12 +6,15 @@ batch's own branch, in one commit on top of the stream's, so main only ever rece
 remain and the branch's history says what was taken out and why.
 
 The rewrite starts from the files of the stream's commit and is idempotent: uncommitted leftovers
-of an interrupted attempt are reset first, and a branch whose head already records this rewrite
-is left alone.
+of an interrupted attempt are reset first, and a branch whose head already records this rewrite —
+the same rows taken out for the same reasons — is left alone. An earlier rewrite that took out other
+rows (an attempt killed before its merge, then re-run with another config or after the reference
+data was fixed) is not reused: the files it changed are written again from the stream's commit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 
@@ -23,6 +26,7 @@ from evcharging.resources.lakefs import LakeFSResource
 from evcharging.streaming.batches import META
 
 WITHDRAWN_FROM = f"{AUDIT}withdrawn_from"  # the stream's commit the rewrite started from
+WITHDRAWAL = f"{AUDIT}withdrawal"  # which rows it took out, and why (a digest)
 
 
 def _coordinates(partition, offset):
@@ -76,6 +80,13 @@ def _parquet_bytes(table) -> bytes:
     return buffer.getvalue()
 
 
+def withdrawal_digest(gone: pd.DataFrame, quarantined: pd.Series) -> str:
+    """A digest of the rows taken out (their Kafka coordinates) and why (a reason, or an exact copy)."""
+    reasons = quarantined.reindex(gone.index).fillna("exact copy").astype(str)
+    rows = sorted(zip(gone["kafka_partition"].astype(int), gone["kafka_offset"].astype(int), reasons))
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:24]
+
+
 def withdraw_rows(lakefs: LakeFSResource, commit: IngestCommit, paths: list[str], events: pd.DataFrame,
                   dropped: pd.Index, quarantined: pd.Series, message: str, metadata: dict[str, str]) -> str:
     """Rewrite the batch's event ``paths`` (of ``commit``) on its branch without the rows of ``events``
@@ -85,28 +96,38 @@ def withdraw_rows(lakefs: LakeFSResource, commit: IngestCommit, paths: list[str]
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    branch = lakefs.repo().branch(commit.branch)
-    head = branch.get_commit()
-    if (head.metadata or {}).get(WITHDRAWN_FROM) == commit.commit_id:
-        return head.id
+    repo = lakefs.repo()
+    branch = repo.branch(commit.branch)
     branch.reset_changes()
     gone = events.loc[dropped.union(quarantined.index)]
+    digest = withdrawal_digest(gone, quarantined)
+    head = branch.get_commit()
+    if (head.metadata or {}).get(WITHDRAWN_FROM) == commit.commit_id and head.metadata.get(WITHDRAWAL) == digest:
+        return head.id
+    # Paths an earlier rewrite changed on the branch: each is written again to what this one keeps.
+    changed = {c.path for c in repo.ref(commit.commit_id).diff(other_ref=head.id)} if head.id != commit.commit_id else set()
     remove = pa.array(_coordinates(pa.array(gone["kafka_partition"]), pa.array(gone["kafka_offset"])))
     fs = arrow_filesystem(lakefs)
     for path in paths:
         table = pq.read_table(f"{lakefs.repository}/{commit.commit_id}/{path}", filesystem=fs)
         keep = pc.invert(pc.is_in(_coordinates(table["kafka_partition"], table["kafka_offset"]), value_set=remove))
         kept = table.filter(keep)
-        if kept.num_rows == table.num_rows:
+        if kept.num_rows == table.num_rows and path not in changed:
             continue
         if kept.num_rows:
             branch.object(path).upload(data=_parquet_bytes(kept), mode="wb")
-        else:
+        elif path not in changed or _exists(branch, path):
             branch.object(path).delete()
+    audit_file = f"{QUARANTINE_PATH}/part-audit-{commit.commit_id[:16]}.parquet"
     if len(quarantined):
         rows = events.loc[quarantined.index]
         table = quarantine_table(rows, quarantined, commit.metadata.get(f"{META}kafka_topic", ""))
-        branch.object(f"{QUARANTINE_PATH}/part-audit-{commit.commit_id[:16]}.parquet").upload(
-            data=_parquet_bytes(table), mode="wb")
-    return branch.commit(message=message, metadata={**metadata, WITHDRAWN_FROM: commit.commit_id},
+        branch.object(audit_file).upload(data=_parquet_bytes(table), mode="wb")
+    elif audit_file in changed:
+        branch.object(audit_file).delete()
+    return branch.commit(message=message, metadata={**metadata, WITHDRAWN_FROM: commit.commit_id, WITHDRAWAL: digest},
                          allow_empty=True).get_commit().id
+
+
+def _exists(branch, path: str) -> bool:
+    return any(o.path == path for o in branch.objects(prefix=path))

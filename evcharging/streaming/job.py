@@ -23,7 +23,8 @@ from evcharging.settings import Settings
 from evcharging.resources.from_settings import lakefs_resource
 from evcharging.resources.kafka import list_topics
 from evcharging.streaming.batches import IngestBatchWriter
-from evcharging.streaming.outage import OutageWatch, looks_like_connection_error, stream_services
+from evcharging.streaming.outage import OutageWatch, stream_services
+from evcharging.transient import is_transient, looks_like_connection_error
 
 log = logging.getLogger("evcharging.streaming")
 # JVM loggers that print a stack trace (or a line per reconnect) for each failure an outage causes;
@@ -100,12 +101,23 @@ def start_query(spark, s: Settings, options: StreamOptions):
     return stream.start()
 
 
+class _TransientCallbackErrors(logging.Filter):
+    """py4j logs the whole traceback of an error the batch function raised before it hands the error
+    to the query; an outage's is reported by the stream itself, one line per attempt. Others stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[1] and is_transient(record.exc_info[1]))
+
+
 def _quiet_outage_noise(spark) -> None:
     jvm = spark._jvm
     for name in _QUIET_JVM_LOGGERS:
         jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, jvm.org.apache.logging.log4j.Level.OFF)
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # the lakeFS SDK's own retries, one line each
+    # The lakeFS SDK's own retries, a line each. Its client resets the level of "urllib3" to WARNING
+    # whenever one is made, so the level goes on the logger that writes them.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per callback otherwise
+    logging.getLogger("py4j.clientserver").addFilter(_TransientCallbackErrors())
 
 
 def _supervise(query, stop: threading.Event, watch: OutageWatch, drain_timeout: float):

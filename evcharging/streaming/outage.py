@@ -21,17 +21,6 @@ from evcharging.settings import Settings
 
 log = logging.getLogger("evcharging.streaming")
 
-# Words of the errors a dropped or refused connection raises through Spark, the JVM's S3 and Kafka
-# clients, and the lakeFS SDK (urllib3). An error without any of them is not an outage.
-CONNECTION_ERRORS = (
-    "Connection refused", "ConnectException", "Connection reset", "connection reset", "SocketTimeout",
-    "timed out", "Timed out", "TimeoutException", "NewConnectionError", "MaxRetryError", "ProtocolError",
-    "RemoteDisconnected", "ServiceUnavailable", "Service Unavailable", "Bad Gateway", "Gateway Timeout",
-    "NoHttpResponseException",
-    "UnknownHostException", "disconnected", "Broken pipe", "EOFException", "ServerException",
-    "Unable to execute HTTP request", "AWSClientIOException", "ConnectionError",
-)
-
 
 class StreamOutageError(RuntimeError):
     """A service stayed unreachable for longer than the outage window."""
@@ -76,10 +65,6 @@ def stream_services(s: Settings) -> list[Service]:
         Service("MinIO", "EVCHARGING_MINIO_ENDPOINT", s.minio_endpoint,
                 lambda: _http_ok(f"{s.minio_endpoint}/minio/health/live")),
     ]
-
-
-def looks_like_connection_error(text: str) -> bool:
-    return any(marker in text for marker in CONNECTION_ERRORS)
 
 
 def backoff_delays(first: float = 1.0, factor: float = 2.0, cap: float = 30.0) -> Iterator[float]:

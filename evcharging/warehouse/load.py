@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 from evcharging.contracts import lake_event_columns
+from evcharging.crashpoints import crashpoint
 from evcharging.lake.main import LakeHistoryError, added_event_files
 from evcharging.warehouse.lineage import merged_batches, union_ranges
 from evcharging.warehouse.schema import ensure_tables, event_column_types, optional_fields, qualified, rescued_value
@@ -299,6 +300,8 @@ def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload:
                         lake_events=sum(b.valid_rows for b in batches),
                         quarantined=sum(b.quarantined_rows for b in batches),
                         dropped=sum(b.dropped_rows for b in batches))
+    if paths:
+        crashpoint("before_load_recorded")
     record_load(wh, database, report)
     if spark is not None:
         record_sessionized(wh, database, [commit], sessions_loaded)

@@ -54,23 +54,29 @@ GROUP BY date, city, operator"""
 
 
 def charger_type_kpis_sql(db: str) -> str:
+    """``stations``, ``chargers`` and ``utilisation`` describe the network as it is now: stations
+    retired from the reference data are left out (their chargers are no capacity any more, and
+    their sessions' time is left out of the occupied time too). ``sessions``, energy, power, times
+    and fault rate are history: every session, also those at stations retired since. A charger
+    type whose stations are all retired keeps its row, with no stations or chargers."""
     src = _sources(db)
     return f"""
 WITH {src['hours']} AS hours
-SELECT st.charger_type AS charger_type, st.stations AS stations, st.chargers AS chargers,
+SELECT if(empty(st.charger_type), k.charger_type, st.charger_type) AS charger_type,
+       st.stations AS stations, st.chargers AS chargers,
        k.sessions AS sessions, k.energy_kwh AS energy_kwh, k.avg_energy_kwh AS avg_energy_kwh,
        k.avg_power_kw AS avg_power_kw, k.peak_power_kw AS peak_power_kw,
        k.avg_duration_min AS avg_duration_min, k.avg_wait_min AS avg_wait_min, k.p95_wait_min AS p95_wait_min,
        k.fault_rate AS fault_rate,
        if(st.chargers * hours > 0, k.occupied_s / (st.chargers * hours * 3600), 0) AS utilisation
 FROM (SELECT charger_type, count() AS stations, sum(parking_spots) AS chargers
-      FROM {src['stations']} GROUP BY charger_type) AS st
-LEFT JOIN (
+      FROM {src['stations']} WHERE NOT retired GROUP BY charger_type) AS st
+FULL OUTER JOIN (
     SELECT d.charger_type AS charger_type, count() AS sessions, sum(s.energy_kwh) AS energy_kwh,
            avg(s.energy_kwh) AS avg_energy_kwh, avg(s.avg_power_kw) AS avg_power_kw,
            max(s.peak_power_kw) AS peak_power_kw, avg(s.duration_s) / 60 AS avg_duration_min,
            avg(s.wait_s) / 60 AS avg_wait_min, quantileExact(0.95)(s.wait_s) / 60 AS p95_wait_min,
-           countIf(s.end_reason = 'fault') / count() AS fault_rate, sum(s.duration_s) AS occupied_s
+           countIf(s.end_reason = 'fault') / count() AS fault_rate, sumIf(s.duration_s, NOT d.retired) AS occupied_s
     FROM {src['sessions']} AS s
     INNER JOIN {src['stations']} AS d ON d.station_id = s.station_id
     GROUP BY d.charger_type) AS k ON k.charger_type = st.charger_type"""

@@ -1,12 +1,26 @@
-"""Faults of a real stream, waited out: nothing lost, nothing doubled.
+"""Faults of a real stream, waited out: nothing lost, nothing doubled — service by service.
 
 One stream process runs for the whole test on a topic, lakeFS repository, MongoDB database and
 chDB of the test's own, with Dagster publishing (the commit sensor and its publish runs, in
-process) throughout. lakeFS, MinIO, Kafka and FerretDB are each killed with SIGKILL in the middle
-of it and restarted a few seconds later with the stack's own start code; the stream is never
-restarted by hand. Events arrive at least once: part of the run is sent twice, and part of it by
-a producer on a newer contract with an extra field. At the end main and ClickHouse hold every
-event exactly once; the copies were dropped and counted, the extra field rescued.
+process) throughout. lakeFS, MinIO, Kafka and FerretDB are killed in turn with SIGKILL in the
+middle of a batch and restarted with the stack's own start code; the stream is never restarted by
+hand. Each service's fault has a simulated run of its own (its own run id and manifest), so its
+figures — events sent, on main, in ClickHouse, copies dropped, rows rescued — are measured and
+reconciled separately. Events arrive at least once (part of each run is sent twice) and part of
+each run comes from a producer on a newer contract with an extra field.
+
+MinIO, Kafka and FerretDB are killed while a batch is being written and come back within seconds,
+as a restart does: the clients' own retries absorb that (S3A: ``fs.s3a.retry.limit`` 7 from 500 ms,
+exponential with ±50 % jitter, so 32–95 s; the Kafka client reconnects for up to
+``default.api.timeout.ms``, 60 s; pymongo's server selection, 30 s, and the steps' retry policy).
+lakeFS is killed while the stream waits for its next trigger, its run's events arrive during the
+outage, and it stays down for LAKEFS_OUTAGE_S, longer than the SDK's budget by far and than most of
+S3A's: the batch fails at its first lakeFS call (the SDK's urllib3 retries three times without delay, well under a second),
+so the stream's own path must run — one log line per attempt with growing delays, no exit, and the
+query restarted from its checkpoint once lakeFS is back, the failed batch replayed and written once.
+
+The per-service table is printed and written to ``bench/results/faults.json`` (git-ignored) and to
+the test's tmp folder.
 """
 
 from __future__ import annotations
@@ -19,26 +33,34 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 
 import dagster as dg
 import pytest
 
 from evcharging.definitions import defs
 from evcharging.defs.lake.sensors import ingest_commits
-from evcharging.resources.from_settings import drop_repository, lakefs_resource, scratch_repository
+from evcharging.resources.from_settings import drop_repository, lakefs_resource, resources, scratch_repository
 from evcharging.settings import PROJECT_DIR, load_settings
 from evcharging.stack import stack
 from evcharging.stack.services import service
 from evcharging.streaming.batches import META, TAG_PREFIX, branch_name
+from evcharging.warehouse.tables import markdown_table
 from evcharging_tests.factories import session_events
-from evcharging_tests.integration.test_stream import _produce_topic
+from evcharging_tests.integration.test_stream import _end_offsets, _produce_topic
 from evcharging_tests.integration.test_wap import reference  # noqa: F401
+from simulator.events import RunManifest
 
 pytestmark = pytest.mark.integration
 
-FAULTS = ("lakefs", "minio", "kafka", "ferretdb")  # killed in this order, one outage each
-OUTAGE_S = 8
-SESSIONS_PER_WAVE, EVENTS_PER_SESSION = 40, 15  # 600 events a wave, one wave before each fault and one after
+LAKEFS_OUTAGE_S = 75  # longer than the clients' retries (see above): the stream's own wait path must run
+# Seconds down before the restart, in this order: lakeFS's outage hits a stream that already
+# published a run, never one still starting.
+FAULTS = {"minio": 8, "lakefs": LAKEFS_OUTAGE_S, "kafka": 8, "ferretdb": 8}
+SESSIONS, EVENTS_PER_SESSION = 40, 15  # a run of 600 events per fault
+NEWER_SESSIONS = 10  # of which these come from a producer on the next contract version (one field more)
+RESENT = 75  # and this many of its events are sent a second time (a producer's retry storm)
+DATE = "2026-01-05"
 
 
 @pytest.fixture
@@ -46,30 +68,57 @@ def isolated(stack_settings, reference, unique_name, tmp_path, monkeypatch):  # 
     """Settings (and process environment) of a pipeline of the test's own on the shared stack."""
     mongo, stations, models = reference
     lakefs = scratch_repository(stack_settings, f"faults-{unique_name}")
-    env = {"EVCHARGING_KAFKA_EVENTS_TOPIC": f"faults-{unique_name}", "EVCHARGING_LAKEFS_REPOSITORY": lakefs.repository,
+    env = {"EVCHARGING_KAFKA_EVENTS_TOPIC": f"faults-{unique_name}",
+           "EVCHARGING_KAFKA_MANIFESTS_TOPIC": f"faults-manifests-{unique_name}",
+           "EVCHARGING_LAKEFS_REPOSITORY": lakefs.repository,
            "EVCHARGING_MONGO_DATABASE": mongo.database, "EVCHARGING_STREAM_NAME": f"f{unique_name}",
            "EVCHARGING_CHDB_PATH": str(tmp_path / "chdb"), "EVCHARGING_SPARK_CHECKPOINT_DIR": str(tmp_path / "cp"),
            "EVCHARGING_STREAM_TRIGGER_SECONDS": "2", "EVCHARGING_STREAM_MAX_OFFSETS_PER_TRIGGER": "400"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    yield load_settings(), stations, models
+    settings = load_settings()
+    asyncio.run(resources(settings)["kafka"].ensure_topics())
+    yield settings, stations, models
     drop_repository(stack_settings, lakefs)
 
 
-def _wave(run: str, wave: int, stations: list[str], models: list[str], newer: bool = False) -> list[tuple[bytes, bytes]]:
+def _run_records(run: str, stations: list[str], models: list[str], hour: int) -> list[tuple[bytes, bytes]]:
+    """One simulated run: SESSIONS sessions, the first NEWER_SESSIONS on the next contract version."""
     records = []
-    for s in range(SESSIONS_PER_WAVE):
-        session = f"{run}-w{wave}-s{s:03d}"
+    for s in range(SESSIONS):
+        session = f"{run}-s{s:03d}"
         events = session_events(run, session, station_id=stations[s % len(stations)], vehicle_model_id=models[s % len(models)],
-                                n=EVENTS_PER_SESSION, start_ms=1767600000000 + wave * 3_600_000 + s * 1000)
-        if newer:  # a producer on the next contract version: one more field
+                                n=EVENTS_PER_SESSION, start_ms=1767600000000 + hour * 3_600_000 + s * 1000)
+        if s < NEWER_SESSIONS:
             events = [json.dumps({**json.loads(e), "contract_version": 2, "firmware": "2.1.0"}).encode() for e in events]
         records += [(session.encode(), e) for e in events]
     return records
 
 
-def _kill_then_restart(settings, name: str, outage_s: float, log: list) -> threading.Thread:
-    """SIGKILL service ``name`` now; start it again after ``outage_s`` with the stack's own code."""
+def _manifest(run: str, records: list[tuple[bytes, bytes]], last_offsets: dict[str, int]) -> RunManifest:
+    """What the producer says it emitted (each event once), as the simulator publishes it."""
+    events = {json.loads(v)["event_id"]: json.loads(v) for _, v in records}
+    counts = Counter(e["event_type"] for e in events.values())
+    return RunManifest(run_id=run, seed=0, counts=dict(counts), events_total=len(events),
+                       sessions_started=counts["session_started"], sessions_completed=counts["session_ended"],
+                       sink="kafka", kafka_last_offsets=last_offsets)
+
+
+async def _publish_manifest(settings, manifest: RunManifest) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.kafka_manifests_topic, manifest.to_json().encode(),
+                                     key=manifest.run_id.encode())
+    finally:
+        await producer.stop()
+
+
+def _kill_then_restart(settings, name: str, outage_s: float, log: dict) -> threading.Thread:
+    """SIGKILL service ``name`` now; start it again after ``outage_s`` with the stack's own code.
+    ``log[name]`` gets how long it was unreachable (until the stack found it healthy)."""
     proc = service(name).process(settings)
     pid = proc.pid()
     assert pid, f"{name} is not running"
@@ -83,7 +132,7 @@ def _kill_then_restart(settings, name: str, outage_s: float, log: list) -> threa
     def restart():
         time.sleep(outage_s)
         stack.up(settings, progress=lambda msg: None)
-        log.append((name, round(time.monotonic() - killed, 1)))
+        log[name] = round(time.monotonic() - killed, 1)
 
     thread = threading.Thread(target=restart, daemon=True)
     thread.start()
@@ -133,7 +182,8 @@ def _wait_for_batch_in_flight(settings, stream, log, after: int, timeout: float 
         batch = max(_stream_position(settings)[1], after + 1)  # batches so far = the id of the next one
         if list(repo.branches(prefix=branch_name(settings.stream_name, batch))):
             return batch
-        assert stream.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        assert stream.poll() is None, f"the stream exited:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no batch in flight after {timeout:.0f} s:\n{log.read_text()[-3000:]}"
         time.sleep(0.05)
 
 
@@ -148,64 +198,104 @@ def _publish_until(publisher: Publisher, settings, produced: int, timeout: float
     raise AssertionError(f"not caught up in {timeout:.0f} s: {_stream_position(settings)} of {produced} records")
 
 
-def test_service_outages_lose_nothing_and_double_nothing(isolated, tmp_path):
+def _merges(settings) -> dict[str, dict]:
+    """Main's merge commits of ingest batches: id → metadata."""
+    repo = lakefs_resource(settings).repo()
+    return {c.id: c.metadata for c in repo.branch("main").log() if f"{META}ingest_branch" in (c.metadata or {})}
+
+
+def test_each_service_killed_mid_stream_loses_nothing_and_doubles_nothing(isolated, tmp_path):
     settings, stations, models = isolated
-    run = f"faults-{settings.stream_name}"
     publisher = Publisher(settings)
     log = tmp_path / "stream.log"
     with open(log, "wb") as out:
         stream = subprocess.Popen([sys.executable, "-m", "evcharging.streaming"], cwd=PROJECT_DIR, env=os.environ.copy(),
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    produced, unique, outages, batch = 0, set(), [], -1
+    produced, outages, batch, figures, manifests = 0, {}, -1, {}, {}
     try:
-        waves = [_wave(run, i, stations, models, newer=(i == 2)) for i in range(len(FAULTS) + 1)]
-        resent = waves[0][: len(waves[0]) // 4]  # a quarter of the first wave is produced again (a retry storm)
-        for i, name in enumerate(FAULTS):
-            records = waves[i] + (resent if name == "kafka" else [])
-            asyncio.run(_produce_topic(settings.kafka_bootstrap_servers, settings.kafka_events_topic, records, 4))
-            produced += len(records)
-            unique |= {json.loads(v)["event_id"] for _, v in records}
-            publisher.tick()
-            batch = _wait_for_batch_in_flight(settings, stream, log, after=batch)  # each fault hits another batch
-            restarter = _kill_then_restart(settings, name, OUTAGE_S, outages)
+        for hour, (name, outage_s) in enumerate(FAULTS.items()):
+            run = f"faults-{settings.stream_name}-{name}"
+            records = _run_records(run, stations, models, hour)
+            sent = records + records[:RESENT]
+            merged_before, log_before = set(_merges(settings)), len(log.read_text())
+            between_batches = name == "lakefs"  # killed first: the next batch fails at once, in the SDK
+            if between_batches:
+                restarter = _kill_then_restart(settings, name, outage_s, outages)
+            before = _end_offsets(settings.kafka_bootstrap_servers, settings.kafka_events_topic)
+            asyncio.run(_produce_topic(settings.kafka_bootstrap_servers, settings.kafka_events_topic, sent, 4))
+            after = _end_offsets(settings.kafka_bootstrap_servers, settings.kafka_events_topic)
+            produced += len(sent)
+            if not between_batches:
+                publisher.tick()
+                batch = _wait_for_batch_in_flight(settings, stream, log, after=batch)  # a batch of its run
+                restarter = _kill_then_restart(settings, name, outage_s, outages)
             while restarter.is_alive():  # Dagster keeps publishing through the outage
                 publisher.tick()
                 time.sleep(1)
             assert stream.poll() is None, f"the stream exited during the {name} outage:\n{log.read_text()[-3000:]}"
-        asyncio.run(_produce_topic(settings.kafka_bootstrap_servers, settings.kafka_events_topic, waves[-1], 4))
-        produced += len(waves[-1])
-        unique |= {json.loads(v)["event_id"] for _, v in waves[-1]}
-        _publish_until(publisher, settings, produced, timeout=300)
+            _publish_until(publisher, settings, produced, timeout=300)
+            lines = log.read_text()[log_before:]
+            merges = [m for c, m in _merges(settings).items() if c not in merged_before]
+            manifests[name] = _manifest(run, records, {p: end - 1 for p, end in after.items() if end > before.get(p, 0)})
+            asyncio.run(_publish_manifest(settings, manifests[name]))
+            figures[name] = {"run_id": run, "outage_s": outages[name], "events_sent": len(sent),
+                             "stream_waits": lines.count("is unreachable (attempt"),
+                             "stream_restarts": lines.count("restarting from the checkpoint"),
+                             "duplicates_dropped": sum(int(m.get("evcharging.audit.duplicates_dropped", 0)) for m in merges)}
         assert stream.poll() is None, "the stream was never restarted by hand, and never had to be"
     finally:
         stream.send_signal(signal.SIGTERM)
         stream.wait(120)
     output = log.read_text()
     assert "Traceback" not in output, output[-3000:]
-    waits = output.count("is unreachable (attempt")  # what the clients' own retries did not absorb
 
-    # The warehouse refresh, as the main-commit sensor launches it, then the counts of every stage.
-    refresh = defs().resolve_job_def("refresh_lake_main").execute_in_process(instance=publisher.instance)
-    assert refresh.success
-    on_main, rescued = _main_events(settings, run)
-    in_clickhouse, distinct = _clickhouse_events(settings, run)
-    dropped = _merged_metadata_sum(settings, "evcharging.audit.duplicates_dropped")
-    summary = {"outages_s": outages, "stream_waits": waits, "produced": produced, "unique": len(unique), "on_main": on_main,
-               "clickhouse": in_clickhouse, "duplicates_dropped": dropped, "rescued": rescued}
-    print(f"\nfault injection: {json.dumps(summary)}")
-    assert [name for name, _ in outages] == list(FAULTS)
-    assert on_main == len(unique) and in_clickhouse == distinct == len(unique), summary
-    assert dropped == len(resent) and rescued == len(waves[2]), summary
+    # The warehouse as the sensors would bring it up to date, then the product's reconciliation.
+    definitions = defs()
+    for job in ("refresh_lake_main", "refresh_sessions", "reconcile_warehouse"):
+        result = definitions.resolve_job_def(job).execute_in_process(instance=publisher.instance, raise_on_error=False)
+        assert result.success, job
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "reconciliation"]
+    for name, row in figures.items():
+        row["events_on_main"], row["rows_rescued"] = _main_events(settings, row["run_id"])
+        row["events_in_clickhouse"], row["distinct_in_clickhouse"] = _clickhouse_events(settings, row["run_id"])
+    _report(figures, tmp_path)
+
+    assert check.passed and check.metadata["runs_checked"].value == len(FAULTS), check.description
+    for name, row in figures.items():
+        unique = manifests[name].events_total
+        assert row["events_on_main"] == unique == SESSIONS * EVENTS_PER_SESSION, (name, row)
+        assert row["events_in_clickhouse"] == row["distinct_in_clickhouse"] == unique, (name, row)
+        assert row["duplicates_dropped"] == RESENT and row["events_sent"] == unique + RESENT, (name, row)
+        assert row["rows_rescued"] == NEWER_SESSIONS * EVENTS_PER_SESSION, (name, row)
+    # lakeFS was down for longer than its clients retry: the stream waited on its own, one line per
+    # attempt with growing delays, and restarted its query from the checkpoint.
+    assert figures["lakefs"]["outage_s"] >= LAKEFS_OUTAGE_S
+    assert figures["lakefs"]["stream_waits"] >= 5 and figures["lakefs"]["stream_restarts"] >= 1, output[-3000:]
+    assert "(at start)" not in output and "stream: resumed after" in output, output[-3000:]
+
+
+def _report(figures: dict[str, dict], tmp_path) -> None:
+    """The per-service table: printed, and saved as JSON beside the benchmarks' results."""
+    columns = ["service killed", "outage s", "events sent", "events on main", "events in ClickHouse",
+               "duplicates dropped", "rows rescued", "stream waits (own path)"]
+    rows = [[name, r["outage_s"], r["events_sent"], r["events_on_main"], r["events_in_clickhouse"], r["duplicates_dropped"],
+             r["rows_rescued"], r["stream_waits"]] for name, r in figures.items()]
+    print("\n" + markdown_table(columns, rows))
+    text = json.dumps({"faults": figures}, indent=2)
+    (tmp_path / "faults.json").write_text(text)
+    results = PROJECT_DIR / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "faults.json").write_text(text)
 
 
 def _main_events(settings, run: str) -> tuple[int, int]:
+    """(events of ``run`` on main, of which with rescued fields); asserts each event id is there once."""
     from evcharging.lake.ingest import read_events
     from evcharging.lake.main_ids import main_files
 
     lakefs = lakefs_resource(settings)
     head = lakefs.repo().branch("main").get_commit().id
-    dates = {"2026-01-05"}
-    paths = [f.path.split("/", 2)[2] for f in main_files(lakefs, head, dates)]
+    paths = [f.path.split("/", 2)[2] for f in main_files(lakefs, head, {DATE})]
     events = read_events(lakefs, head, paths, columns=["event_id", "run_id", "rescued_fields"])
     events = events[events["run_id"] == run]
     assert events["event_id"].is_unique
@@ -220,10 +310,3 @@ def _clickhouse_events(settings, run: str) -> tuple[int, int]:
         [(rows, distinct)] = wh.query_rows(f"SELECT count(), uniqExact(event_id) FROM {db}.fact_charging_events "
                                            f"WHERE run_id = '{run}'")  # no FINAL: a doubled row would show
     return int(rows), int(distinct)
-
-
-def _merged_metadata_sum(settings, key: str) -> int:
-    """``key`` summed over main's merge commits of ingest batches (not the batches' own commits)."""
-    repo = lakefs_resource(settings).repo()
-    merges = [c.metadata or {} for c in repo.branch("main").log()]
-    return sum(int(m.get(key, 0)) for m in merges if f"{META}ingest_branch" in m)

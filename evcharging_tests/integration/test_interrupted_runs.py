@@ -63,6 +63,7 @@ def test_publication_killed_mid_way_completes_exactly_on_rerun(spark, lake, refe
     rerun = materialize_batch(lake, mongo, key, instance)
     assert rerun.success and _meta(rerun)["status"] == "already merged"
     assert repo.branch("main").get_commit().id == head.id
+    assert not list(repo.branches(prefix=key)), "the re-run deleted the branch the killed run left"
     on_main = spark.read.parquet(lake.s3a_uri("main", "events")).where(f"run_id = '{run}'").select("event_id").collect()
     assert sorted(r.event_id for r in on_main) == sorted(json.loads(e)["event_id"] for e in events)
     assert {json.loads(e)["event_id"] for e in events} <= event_ids_on_main(lake, ["2026-01-05"])
@@ -90,3 +91,40 @@ def test_warehouse_load_killed_before_it_is_recorded_is_exact_after_rerun(spark,
     main_rows = len(spark.read.parquet(lake.s3a_uri("main", "events")).collect())
     assert rows == distinct == main_rows > 0
     assert sessions == distinct_sessions
+
+
+def test_a_rewrite_killed_before_its_merge_is_not_reused_by_a_rerun_that_withdraws_other_rows(
+        spark, lake, reference, unique_name, monkeypatch):  # noqa: F811
+    """Killed after the operator's action withdrew a session of an unknown station; then the station
+    is added to the reference data and the batch published without the action: every row arrives."""
+    from pymongo import MongoClient
+
+    mongo, stations, models = reference
+    repo, instance, stream, run = lake.repo(), dg.DagsterInstance.ephemeral(), f"o{unique_name}", f"run-{unique_name}"
+    known = session_events(run, "s1", station_id=stations[0], vehicle_model_id=models[0], n=10)
+    unknown_station = f"EVS9{unique_name[-4:]}"
+    stranger = session_events(run, "s2", station_id=unknown_station, vehicle_model_id=models[0], n=5,
+                              start_ms=1767600000000 + 3_600_000)
+    write_batch(spark, lake, stream, 0, known + stranger + known[:2])  # and two exact copies
+    key = branch_name(stream, 0)
+    operator = {"ops": {"ingest_batch": {"config": {"publish_without_offending_rows": True}}}}
+    with monkeypatch.context() as patch:  # dies after the rewrite (copies and the stranger's rows out), before the merge
+        patch.setattr(ingest, "publish", _die)
+        assert not materialize_batch(lake, mongo, key, instance, run_config=operator).success
+    assert repo.branch(key).get_commit().metadata["evcharging.audit.withdrawn_rows"] == "5"
+
+    with MongoClient(mongo.url) as client:  # the cause is fixed: the station is added to the reference data
+        stations_collection = client[mongo.database]["stations"]
+        stations_collection.insert_one({**stations_collection.find_one({"_id": stations[0]}), "_id": unknown_station,
+                                        "station_id": unknown_station})
+    try:
+        rerun = materialize_batch(lake, mongo, key, instance)  # re-materialized without the action
+    finally:
+        with MongoClient(mongo.url) as client:
+            client[mongo.database]["stations"].delete_one({"_id": unknown_station})
+    assert rerun.success and _meta(rerun)["status"] == "merged"
+    head = repo.branch("main").get_commit()
+    assert head.metadata["evcharging.audit.duplicates_dropped"] == "2" and "evcharging.audit.action" not in head.metadata
+    on_main = spark.read.parquet(lake.s3a_uri("main", "events")).where(f"run_id = '{run}'").select("event_id").collect()
+    assert sorted(r.event_id for r in on_main) == sorted(json.loads(e)["event_id"] for e in known + stranger)
+    assert not list(repo.ref("main").objects(prefix="quarantine/events/part-audit")), "nothing was quarantined"

@@ -8,9 +8,7 @@ import logging
 
 import pytest
 
-from evcharging.streaming.outage import (
-    OutageWatch, Service, StreamOutageError, backoff_delays, looks_like_connection_error,
-)
+from evcharging.streaming.outage import OutageWatch, Service, StreamOutageError, backoff_delays
 
 
 class FakeTime:
@@ -54,11 +52,18 @@ def test_past_the_window_one_error_names_the_service_and_the_setting():
     assert 60 < time.now < 62
 
 
-@pytest.mark.parametrize("text, transient", [
-    ("py4j.protocol.Py4JJavaError: java.net.ConnectException: Connection refused", True),
-    ("urllib3.exceptions.MaxRetryError: HTTPConnectionPool(host='127.0.0.1', port=8000)", True),
-    ("BatchConflictError: batch 3 is already in lakeFS with Kafka offsets", False),
-    ("AnalysisException: cannot resolve column", False),
-])
-def test_connection_errors_are_told_from_other_errors(text, transient):
-    assert looks_like_connection_error(text) is transient
+def test_py4j_tracebacks_of_outages_are_left_to_the_stream_and_others_kept():
+    import sys
+
+    from evcharging.streaming.job import _TransientCallbackErrors
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            return logging.LogRecord("py4j.clientserver", logging.ERROR, __file__, 1,
+                                     "There was an exception while executing the Python Proxy", None, sys.exc_info())
+
+    keep = _TransientCallbackErrors().filter
+    assert not keep(record(ConnectionRefusedError(111, "Connection refused")))
+    assert keep(record(ValueError("a bug in the batch function")))

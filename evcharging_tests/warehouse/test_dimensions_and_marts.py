@@ -83,3 +83,29 @@ def test_a_station_that_leaves_the_source_stays_in_the_dimension_retired(warehou
         back = wh.query_rows(f"SELECT station_id, retired FROM {qualified(DB, 'dim_stations')} FINAL ORDER BY station_id")
     assert [(s, c, bool(r)) for s, c, r in rows] == [("EVS00001", "Oslo", False), ("EVS00002", "Bergen", True)]
     assert [(s, bool(r)) for s, r in back] == [("EVS00001", False), ("EVS00002", False)]
+
+
+def test_charger_type_kpis_count_stations_in_service_and_keep_retired_stations_sessions(warehouse):
+    """A station that left the reference data is no capacity any more, but its sessions stay history."""
+    from evcharging.warehouse.schema import ensure_tables
+
+    docs = [_station(1, "Oslo", "DC Fast Charger", 2), _station(2, "Bergen", "DC Fast Charger", 4),
+            _station(3, "Trondheim", "AC Level 2", 1)]
+    sessions = qualified(DB, "fact_charging_sessions")
+    with warehouse.connect() as wh:
+        ensure_tables(wh, DB)
+        for i, (station, hours) in enumerate([("EVS00001", 1), ("EVS00002", 2), ("EVS00003", 1)]):
+            wh.command(f"INSERT INTO {sessions} (session_id, run_id, station_id, start_time, end_time, duration_s, "
+                       f"energy_kwh) VALUES ('s{i}', 'r', '{station}', '2026-01-05 08:00:00', "
+                       f"'2026-01-05 08:00:00' + INTERVAL {hours} HOUR, {hours * 3600}, 10)")
+        rebuild_dim_stations(wh, DB, docs)
+        rebuild_dim_stations(wh, DB, docs[:1])  # Bergen and Trondheim leave the source: retired
+        wh.command(f"INSERT INTO {qualified(DB, 'dim_time')} (hour) VALUES ('2026-01-05 08:00:00'), "
+                   "('2026-01-05 09:00:00')")
+        rebuild_mart(wh, DB, "mart_charger_type_kpis")
+        kpis = {r[0]: r[1:] for r in wh.query_rows(
+            f"SELECT charger_type, stations, chargers, sessions, energy_kwh, utilisation "
+            f"FROM {qualified(DB, 'mart_charger_type_kpis')} FINAL")}
+    # DC: Oslo's 2 chargers over 2 hours, occupied 1 hour (Bergen's 2 hours are not Oslo's capacity).
+    assert kpis["DC Fast Charger"] == (1, 2, 2, pytest.approx(20.0), pytest.approx(1 / 4))
+    assert kpis["AC Level 2"] == (0, 0, 1, pytest.approx(10.0), 0.0)  # all its stations retired: history only

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from evcharging.audit.checks import CHECK_NAMES
 from evcharging.defs.lake.partitions import ingest_batches
-from evcharging.defs.retry import TRANSIENT_RETRY
+from evcharging.defs.retry import TRANSIENT_RETRY, transient_only
 from evcharging.defs.stream.assets import KAFKA_EVENTS
 from evcharging.lake import main_ids
 from evcharging.lake.main import main_snapshot
@@ -115,6 +115,7 @@ def _run_metadata(lakefs: LakeFSResource, batches: list[BatchPublication]) -> di
                  for name in CHECK_NAMES],
     retry_policy=TRANSIENT_RETRY,
 )
+@transient_only
 def ingest_batch(context: dg.AssetExecutionContext, config: IngestBatchConfig, lakefs: LakeFSResource,
                  mongo: MongoResource) -> dg.MaterializeResult:
     """One micro-batch of charging events as the stream committed it on its lakeFS ingest branch.
@@ -151,6 +152,7 @@ def ingest_batch(context: dg.AssetExecutionContext, config: IngestBatchConfig, l
 
 
 @dg.asset(group_name="lake", kinds={"lakefs"}, deps=[ingest_batch], retry_policy=TRANSIENT_RETRY)
+@transient_only
 def lake_main(context: dg.AssetExecutionContext, lakefs: LakeFSResource) -> dg.MaterializeResult:
     """The lake's main branch: every published charging event (``events/event_date=…/*.parquet``).
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from evcharging.defs.retry import TRANSIENT_RETRY
+from evcharging.defs.retry import TRANSIENT_RETRY, transient_only
 from evcharging.reference.datasets import STATIONS, VEHICLES, ReferenceDataset
 from evcharging.reference.store import LoadResult, ReferenceReloadRefused, store_reference
 from evcharging.reference.table import rejected_rows_markdown
@@ -79,6 +79,7 @@ _KINDS = {"mongodb", "pandas", "csv"}
 
 
 @dg.asset(key_prefix="mongodb", group_name="reference", kinds=_KINDS, retry_policy=TRANSIENT_RETRY)
+@transient_only
 def stations(context: dg.AssetExecutionContext, config: ReferenceSourceConfig, mongo: MongoResource) -> dg.MaterializeResult:
     """Charging stations (one document per station, ``_id`` = station id such as ``EVS00001``).
 
@@ -91,6 +92,7 @@ def stations(context: dg.AssetExecutionContext, config: ReferenceSourceConfig, m
 
 
 @dg.asset(key_prefix="mongodb", group_name="reference", kinds=_KINDS, retry_policy=TRANSIENT_RETRY)
+@transient_only
 def vehicles(context: dg.AssetExecutionContext, config: ReferenceSourceConfig, mongo: MongoResource) -> dg.MaterializeResult:
     """Electric vehicle models (one document per model, ``_id`` = slug of the car name).
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from evcharging.defs.retry import TRANSIENT_RETRY
+from evcharging.defs.retry import TRANSIENT_RETRY, transient_only
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
@@ -77,6 +77,7 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
 # output_required=False: a publish run that gives way to a busy warehouse records no load.
 @dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
           freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY, output_required=False)
+@transient_only
 def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
                          warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
     """Every charging event on lakeFS main, loaded by ClickHouse straight from the Parquet files each
@@ -111,6 +112,7 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
 # while Spark works, so the events keep loading meanwhile.
 @dg.asset(key=FACT_SESSIONS, deps=[FACT_EVENTS], group_name=GROUP, kinds={"spark", "clickhouse"},
           freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY)
+@transient_only
 def fact_charging_sessions(context: dg.AssetExecutionContext, spark: SparkResource,
                            warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per completed charging session, summarised by Spark from the session's events in the
@@ -139,6 +141,7 @@ async def _documents(mongo: MongoResource, collection: str) -> list[dict]:
 @dg.asset(key=DIM_STATIONS, deps=[dg.AssetKey(["mongodb", "stations"])], group_name=GROUP,
           kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager(),
           retry_policy=TRANSIENT_RETRY)
+@transient_only
 def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Charging stations from the MongoDB reference data: city, operator, charger type, deliverable
     power, price per kWh, chargers (parking spots), location. Rebuilt whole from the collection."""
@@ -151,6 +154,7 @@ def dim_stations(mongo: MongoResource, warehouse: WarehouseResource) -> dg.Mater
 @dg.asset(key=DIM_VEHICLES, deps=[dg.AssetKey(["mongodb", "vehicles"])], group_name=GROUP,
           kinds={"mongodb", "clickhouse"}, pool="warehouse", automation_condition=dg.AutomationCondition.eager(),
           retry_policy=TRANSIENT_RETRY)
+@transient_only
 def dim_vehicles(mongo: MongoResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Vehicle models from the MongoDB reference data (key ``vehicle_model_id``, the model's ``_id``,
     which every event carries): battery, efficiency, AC/DC limits, connectors, price, range."""
@@ -175,8 +179,9 @@ _MART_DOCS = {
     "(plugged-in time over chargers × 3600 s) and energy delivered.",
     "mart_daily_energy_by_city_operator": "Per day, city and operator: sessions, vehicles, energy, revenue "
     "(energy × the station's price), average duration and wait.",
-    "mart_charger_type_kpis": "Per charger type: stations, chargers, sessions, energy, average and peak "
-    "power, duration, average and p95 wait, fault rate, utilisation over the whole time range.",
+    "mart_charger_type_kpis": "Per charger type: stations and chargers in service (retired stations left out) and "
+    "their utilisation over the whole time range; sessions, energy, average and peak power, duration, average "
+    "and p95 wait and fault rate of every session, also at stations retired since.",
 }
 
 
