@@ -130,9 +130,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt  # SIGTERM stops as Ctrl-C does: every command cleans up the same way
 
 
+def sigterm_as_interrupt() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()
     try:
         return args.func(args, load_settings())
     except (StackError, MissingSettingError) as err:

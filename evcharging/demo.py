@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -93,7 +92,8 @@ def pipeline_settled(settings: Settings) -> tuple[bool, str]:
     """
     import dagster as dg
 
-    from evcharging.defs.lake.sensors import data_version
+    from evcharging.defs.lake import jobs
+    from evcharging.defs.lake.sensors import RUNNING, WAITING, data_version, runs_in
     from evcharging.defs.warehouse.assets import FACT_EVENTS
     from evcharging.lake.ingest import AUDIT, branch_for_tag, is_merged
     from evcharging.resources.from_settings import lakefs_resource
@@ -111,9 +111,8 @@ def pipeline_settled(settings: Settings) -> tuple[bool, str]:
         return False, f"{len(pending)} ingest batches not yet on main (e.g. {pending[0]})"
     head = repo.branch(lakefs.default_branch).get_commit().id
     with dg.DagsterInstance.get() as instance:
-        active = sum(instance.get_runs_count(dg.RunsFilter(job_name=job, statuses=[
-            dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
-            for job in ("publish_ingest_batches", "refresh_lake_main"))
+        active = sum(runs_in(instance, job.name, WAITING + RUNNING) for job in (jobs.publish_ingest_batches,
+                                                                                 jobs.refresh_lake_main))
         loaded = data_version(instance, FACT_EVENTS)
     if loaded != head or active:
         return False, f"warehouse at {str(loaded)[:12]}, main at {head[:12]}, {active} publish/refresh runs active"
@@ -212,13 +211,11 @@ def run_demo(settings: Settings, say: Say, vehicles: int, hours: float, seed: in
     # SIGTERM was once found ignored in this process at this point (SigIgn in /proc/<pid>/status),
     # which left the demo serving; the cause was not found. Installing the handler again here makes
     # SIGTERM stop the demo as Ctrl-C does, whatever changed it.
-    signal.signal(signal.SIGTERM, _interrupt)
+    from evcharging.cli import sigterm_as_interrupt
+
+    sigterm_as_interrupt()
     try:
         return dev.wait()
     except KeyboardInterrupt:
         dev.stop(say)
         return 130
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt

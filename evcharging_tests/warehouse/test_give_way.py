@@ -15,8 +15,7 @@ from evcharging.defs.lake.jobs import PUBLISH_GIVES_WAY_AFTER_S, publish_ingest_
 from evcharging.defs.warehouse.assets import FACT_EVENTS, fact_charging_events
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.warehouse import WarehouseBusyError, WarehouseResource
-
-HOLD_CHDB = "import sys; from chdb import session; s = session.Session(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+from evcharging_tests.integration.test_dev_lanes_and_stop import HOLD_CHDB
 
 
 @pytest.fixture

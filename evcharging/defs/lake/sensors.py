@@ -102,9 +102,13 @@ def data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
     return event.asset_materialization.tags.get("dagster/data_version") if event and event.asset_materialization else None
 
 
-def _failed_recently(instance: dg.DagsterInstance, job_name: str) -> float | None:
-    """Seconds to wait before trying again, if the job's newest run failed less than RETRY_AFTER_S ago."""
+def _newest_run(instance: dg.DagsterInstance, job_name: str) -> dg.RunRecord | None:
     [last] = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1) or [None]
+    return last
+
+
+def _failed_recently(last: dg.RunRecord | None) -> float | None:
+    """Seconds to wait before trying again, if the job's newest run (``last``) failed less than RETRY_AFTER_S ago."""
     if not last or last.dagster_run.status != dg.DagsterRunStatus.FAILURE:  # a canceled one is tried again at once
         return None
     ended = last.end_time or last.update_timestamp.timestamp()
@@ -131,7 +135,7 @@ def main_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) ->
     if head == context.cursor:
         if runs_in(instance, job, RUNNING):
             return dg.SensorResult(skip_reason=f"main still at {head[:12]}", cursor=head)
-        wait = _failed_recently(instance, job)
+        wait = _failed_recently(_newest_run(instance, job))
         if wait:
             return dg.SensorResult(skip_reason=f"the last refresh failed: trying again in {wait:.0f} s", cursor=head)
     return dg.SensorResult(run_requests=[dg.RunRequest(tags={"lakefs/commit": head})], cursor=head)
@@ -163,10 +167,10 @@ def sessions_behind_events(context: dg.SensorEvaluationContext) -> dg.SensorResu
         return dg.SensorResult(skip_reason="the sessions are up to date with the events")
     if runs_in(instance, job, WAITING + RUNNING):
         return dg.SensorResult(skip_reason="a sessions refresh is queued or running")
-    wait = _failed_recently(instance, job)
+    last = _newest_run(instance, job)
+    wait = _failed_recently(last)
     if wait:
         return dg.SensorResult(skip_reason=f"the last sessions refresh failed: trying again in {wait:.0f} s")
-    [last] = instance.get_run_records(dg.RunsFilter(job_name=job), limit=1) or [None]
     since_pass = _seconds_since(last.create_timestamp.timestamp() if last else None)
     loaded = instance.get_latest_materialization_event(FACT_EVENTS)
     if since_pass < SESSIONS_EVERY_S and _seconds_since(loaded.timestamp if loaded else None) < SETTLED_AFTER_S:
