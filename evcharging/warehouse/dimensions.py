@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from evcharging.warehouse.schema import qualified
 from evcharging.warehouse.tables import rebuild, rebuild_from_select
 
-__all__ = ["dim_time_select", "rebuild_dim_stations", "rebuild_dim_time", "rebuild_dim_vehicles",
+__all__ = ["dim_time_select", "extend_dim_time", "rebuild_dim_stations", "rebuild_dim_time", "rebuild_dim_vehicles",
            "station_rows", "vehicle_rows"]
 
 
@@ -101,3 +101,42 @@ FROM numbers(ifNull(toUInt64(if((SELECT count() FROM {events}) = 0, 0,
 
 def rebuild_dim_time(wh, database: str) -> int:
     return rebuild_from_select(wh, database, "dim_time", dim_time_select(database))
+
+
+def _hours_sql(first: str, last: str) -> str:
+    """dim_time's rows for every hour from ``first`` to ``last`` (SQL DateTime expressions, whole hours)."""
+    return f"""
+SELECT {first} + toIntervalHour(number) AS hour,
+    toDate(hour) AS date, toYear(hour) AS year, toMonth(hour) AS month, toDayOfMonth(hour) AS day_of_month,
+    toDayOfWeek(hour) AS day_of_week, toHour(hour) AS hour_of_day, toISOWeek(hour) AS iso_week,
+    toDayOfWeek(hour) >= 6 AS is_weekend
+FROM numbers(toUInt64(greatest(0, dateDiff('hour', {first}, {last}) + 1)))"""
+
+
+def extend_dim_time(wh, database: str) -> int:
+    """Extend ``dim_time`` to the hours the loads' events reach (``load_log``'s recorded spans), adding
+    only the hours before its first and after its last; return the hours added. The first time (an
+    empty dimension) it is built from the events themselves, like :func:`rebuild_dim_time`."""
+    from evcharging.warehouse.schema import ensure_tables
+
+    ensure_tables(wh, database)
+    dim = qualified(database, "dim_time")
+    [(hours, first_hour, last_hour)] = wh.query_rows(
+        f"SELECT count(), toUnixTimestamp(min(hour)), toUnixTimestamp(max(hour)) FROM {dim}")
+    if not int(hours):
+        return rebuild_dim_time(wh, database)
+    [(first, last)] = wh.query_rows(
+        f"SELECT toUnixTimestamp(toStartOfHour(min(first_event_time))), toUnixTimestamp(toStartOfHour(max(last_event_time))) "
+        f"FROM {qualified(database, 'load_log')} FINAL")
+    from evcharging.warehouse.load import as_int
+
+    first, last = as_int(first), as_int(last)
+    if first is None:  # no load recorded its span yet
+        return 0
+    added = 0
+    hour = "toDateTime({}, 'UTC')".format
+    for lo, hi in ((int(first), int(first_hour) - 3600), (int(last_hour) + 3600, int(last))):
+        if lo <= hi:
+            wh.command(f"INSERT INTO {dim} {_hours_sql(hour(lo), hour(hi))}")
+            added += (hi - lo) // 3600 + 1
+    return added

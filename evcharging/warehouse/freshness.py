@@ -14,7 +14,6 @@ from evcharging.lake.ingest import arrow_filesystem
 from evcharging.lake.main import added_event_files
 from evcharging.lake.main_ids import statistics_spans
 from evcharging.resources.lakefs import LakeFSResource
-from evcharging.warehouse.schema import qualified
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,10 @@ def newest_in_files(lakefs: LakeFSResource, ref: str, paths: list[str]) -> int |
 
 
 def newest_in_warehouse(wh, database: str) -> int | None:
-    rows = wh.query_rows(f"SELECT count(), toUnixTimestamp64Micro(max(event_time)) "
-                         f"FROM {qualified(database, 'fact_charging_events')}")
-    return int(rows[0][1]) if rows and int(rows[0][0]) else None
+    """The newest event time loaded (µs), as the loads recorded it: the fact's max would read the whole table."""
+    from evcharging.warehouse.load import loaded_totals
+
+    return loaded_totals(wh, database)[1]
 
 
 def warehouse_lag(wh, database: str, lakefs: LakeFSResource, loaded_commit: str) -> WarehouseLag:

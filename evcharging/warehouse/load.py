@@ -14,12 +14,20 @@ One load, in two separately timed phases:
    must reach the lakeFS endpoint itself (in docker compose both use ``http://lakefs:8000``).
 3. **Sessions — Spark summarises them** (:func:`sessionize`, with
    :func:`evcharging.transforms.sessions.charging_sessions`) over ALL their events, not just the new
-   ones: the warehouse's own event fact is re-read, as Arrow, for every session this load touched
-   that has ended. Re-reading from the warehouse rather than from ``main`` is a point lookup (bloom
-   index on ``session_id``) instead of a scan of the whole lake, and the warehouse already holds
-   every earlier event.
-4. ``load_log`` records the commit last, so a crash before it simply repeats the load; both facts
-   are ``ReplacingMergeTree`` keyed by the row's identity, so the repeat collapses under ``FINAL``.
+   ones: every load also appends its events to ``session_events_open`` (sorted by session), from
+   which the events of each session the loads touched that has ended are read, as Arrow, and then
+   deleted. That table holds only sessions still open, so the read costs what the ended sessions
+   hold, never a search of the event fact (which grows with history) or of the lake.
+4. ``load_log`` records the commit last, so a crash before it simply repeats the load, whose INSERT
+   carries the load as deduplication token: the repeat writes nothing (and both facts are
+   ``ReplacingMergeTree`` keyed by the row's identity, so any copy would collapse under ``FINAL``).
+
+Every figure a load reports comes from the rows it adds, never from the whole table: the files are
+first read into a staging table of their own (``fact_charging_events__load_<id>``, Memory), which
+gives the load's counts per simulator run (``load_counts``, what reconciliation sums), its event
+time span (``load_log``: what ``dim_time`` extends to and the lag is read from) and a preview, and
+is then appended to the fact in one INSERT. A load that finds main's head older than what it
+loaded already (another run got there first) has nothing to do.
 
 Duplicates: the audit lets each ``event_id`` reach ``main`` once, so the events are inserted as they
 are, with no dedupe pass inside a load (and ``events_loaded`` counts rows inserted). Should a copy of
@@ -34,8 +42,10 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
 
 from evcharging.contracts import lake_event_columns
 from evcharging.crashpoints import crashpoint
@@ -45,8 +55,9 @@ from evcharging.warehouse.schema import ensure_tables, event_column_types, optio
 
 __all__ = [
     "EVENT_FILES_PER_INSERT", "EventLoadError", "LakeHistoryError", "LoadReport", "event_insert_sql",
-    "SessionsReport", "last_loaded_commit", "load_event_files", "load_lake_commit", "load_log", "loaded", "record_load",
-    "sessionize", "sessionize_pending", "unsessionized_commits",
+    "SessionsReport", "last_loaded_commit", "last_sessionized_commit", "load_event_files", "load_lake_commit",
+    "close_sessions", "load_log", "loaded", "loaded_totals", "record_load", "session_days", "session_events", "sessionize",
+    "sessionize_pending", "stage_and_append", "unsessionized_commits",
 ]  # fmt: skip
 
 # Files per INSERT: bounds the SQL (about 0.8 kB a file; ClickHouse parses at most max_query_size,
@@ -81,9 +92,14 @@ class LoadReport:
     lake_events: int = 0
     quarantined: int = 0
     dropped: int = 0
+    # The earliest arrival (event time less queueing) and the last event time the load brought, in
+    # ms since the epoch (None: no event, or a load recorded before these were).
+    first_event_ms: int | None = None
+    last_event_ms: int | None = None
+    preview: str = field(default="", repr=False, compare=False)  # the newest rows loaded (Markdown), not recorded
 
     def metadata(self) -> dict:
-        return {k: ("" if v is None else v) for k, v in asdict(self).items()}
+        return {k: ("" if v is None else v) for k, v in asdict(self).items() if k != "preview"}
 
 
 class EventLoadError(RuntimeError):
@@ -100,6 +116,15 @@ def last_loaded_commit(wh, database: str) -> str | None:
     return rows[0][0] if rows else None
 
 
+def loaded_totals(wh, database: str) -> tuple[int, int | None]:
+    """(events loaded by every load, the newest event time loaded in µs or None), from ``load_log``
+    alone: the fact's own count and max would read the whole table."""
+    rows = wh.query_rows(f"SELECT sum(events_loaded), toUnixTimestamp64Micro(max(last_event_time)) "
+                         f"FROM {qualified(database, 'load_log')} FINAL")
+    total, newest = rows[0] if rows else (0, None)
+    return int(as_int(total) or 0), as_int(newest)
+
+
 _COUNTS = ("files", "events_read", "events_loaded", "sessions_loaded", "batches", "kafka_records", "lake_events",
            "quarantined", "dropped")
 
@@ -110,23 +135,37 @@ def loaded(wh, database: str, commit: str) -> LoadReport | None:
     return rows[0] if rows else None
 
 
+def as_int(value) -> int | None:
+    """An integer read through pandas, None for a null (None, NaN or pandas.NA)."""
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def load_log(wh, database: str, where: str = "1") -> list[LoadReport]:
     """The loads recorded in ``load_log`` (``where``: an SQL condition), oldest first."""
     rows = wh.query_df(
-        f"SELECT commit_id, previous_commit, kafka_ranges, {', '.join(_COUNTS)} "
+        f"SELECT commit_id, previous_commit, kafka_ranges, {', '.join(_COUNTS)}, "
+        "toUnixTimestamp64Milli(first_event_time) AS first_ms, toUnixTimestamp64Milli(last_event_time) AS last_ms "
         f"FROM {qualified(database, 'load_log')} FINAL WHERE {where} ORDER BY loaded_at, commit_id")
     return [LoadReport(commit=r.commit_id, previous_commit=r.previous_commit or None, kafka_ranges=r.kafka_ranges or "{}",
-                       already_loaded=True, **{k: int(getattr(r, k)) for k in _COUNTS})
+                       already_loaded=True, first_event_ms=as_int(r.first_ms), last_event_ms=as_int(r.last_ms),
+                       **{k: int(getattr(r, k)) for k in _COUNTS})
             for r in rows.itertuples(index=False)]
+
+
+def _time_sql(ms: int | None) -> str:
+    return "NULL" if ms is None else f"fromUnixTimestamp64Milli({int(ms)}, 'UTC')"
 
 
 def record_load(wh, database: str, report: LoadReport) -> None:
     counts = ", ".join(str(getattr(report, k)) for k in _COUNTS)
     wh.command(
         f"INSERT INTO {qualified(database, 'load_log')} "
-        f"(commit_id, previous_commit, kafka_ranges, {', '.join(_COUNTS)}, loaded_at) VALUES "
+        f"(commit_id, previous_commit, kafka_ranges, {', '.join(_COUNTS)}, first_event_time, last_event_time, "
+        f"loaded_at) VALUES "
         f"({_sql_str(report.commit)}, {_sql_str(report.previous_commit or '')}, {_sql_str(report.kafka_ranges)}, "
-        f"{counts}, now64(3, 'UTC'))")
+        f"{counts}, {_time_sql(report.first_event_ms)}, {_time_sql(report.last_event_ms)}, now64(3, 'UTC'))")
 
 
 # --- phase 1: events, ClickHouse reading the lake files -------------------------------------------
@@ -150,9 +189,11 @@ def _file_url(lakefs, commit: str, path: str, endpoint: str | None) -> str:
     return f"{(endpoint or lakefs.endpoint).rstrip('/')}/{lakefs.repository}/{commit}/{path}"
 
 
-def event_insert_sql(database: str, lakefs, commit: str, paths: list[str], endpoint: str | None = None) -> str:
-    """One ``INSERT … SELECT`` of the given event files of ``commit`` (holds the lakeFS credentials);
-    ``endpoint``: lakeFS's S3 gateway as ClickHouse reaches it, when not at ``lakefs.endpoint``."""
+def event_insert_sql(database: str, lakefs, commit: str, paths: list[str], endpoint: str | None = None,
+                     table: str = "fact_charging_events") -> str:
+    """One ``INSERT … SELECT`` of the given event files of ``commit`` into ``table`` (the fact or a
+    load's staging table; holds the lakeFS credentials); ``endpoint``: lakeFS's S3 gateway as
+    ClickHouse reaches it, when not at ``lakefs.endpoint``."""
     columns = ", ".join(f"`{c}`" for c in lake_event_columns())
     # A file written before the contract knew a field has it only among the rescued fields.
     optional = optional_fields()
@@ -166,7 +207,7 @@ def event_insert_sql(database: str, lakefs, commit: str, paths: list[str], endpo
     # optimize_on_insert = 0: collapsing duplicates within each inserted block halves the insert's
     # speed and guarantees nothing (FINAL and merges collapse across blocks and parts anyway).
     # use_hive_partitioning = 0: the file's columns only, whatever its directory is called.
-    return (f"INSERT INTO {qualified(database, 'fact_charging_events')} ({columns}, `load_commit`)\n"
+    return (f"INSERT INTO {qualified(database, table)} ({columns}, `load_commit`)\n"
             f"SELECT {values}, {_sql_str(commit)} AS `load_commit` FROM (\n{files})\n"
             "SETTINGS optimize_on_insert = 0, use_hive_partitioning = 0")
 
@@ -204,9 +245,11 @@ def run_masking_secrets(run: Callable[[str], int], sql: str, secrets: list[str])
 
 
 def load_event_files(wh, database: str, lakefs, commit: str, paths: list[str],
-                     files_per_insert: int = EVENT_FILES_PER_INSERT) -> tuple[int, int]:
-    """Insert the rows of the given event files of ``commit`` into ``fact_charging_events``, tagged
-    with ``load_commit = commit``; return ``(events_read, events_loaded)`` (see :class:`LoadReport`).
+                     files_per_insert: int = EVENT_FILES_PER_INSERT, table: str = "fact_charging_events"
+                     ) -> tuple[int, int]:
+    """Insert the rows of the given event files of ``commit`` into ``table`` (the fact, or a load's
+    staging table), tagged with ``load_commit = commit``; return ``(events_read, events_loaded)``
+    (see :class:`LoadReport`).
 
     ClickHouse (chDB or the server behind ``wh``) reads the files over lakeFS's S3 gateway itself (at
     ``wh.lakefs_endpoint`` when the server reaches lakeFS elsewhere), in INSERTs of at most
@@ -215,42 +258,137 @@ def load_event_files(wh, database: str, lakefs, commit: str, paths: list[str],
     written = 0
     endpoint = wh.lakefs_endpoint
     for chunk in _chunks(database, lakefs, commit, paths, files_per_insert, endpoint):
-        sql = event_insert_sql(database, lakefs, commit, chunk, endpoint)
+        sql = event_insert_sql(database, lakefs, commit, chunk, endpoint, table)
         written += run_masking_secrets(wh.insert_select, sql, secrets)
     return written, written
 
 
+STAGING_PREFIX = "fact_charging_events__load_"
+
+
+@dataclass(frozen=True)
+class StagedLoad:
+    """What a load's staging table held: its events, time span and newest rows."""
+
+    events: int
+    first_event_ms: int | None
+    last_event_ms: int | None
+    preview: str
+
+
+def _drop_stale_staging(wh, database: str) -> None:
+    """Staging tables of loads that were killed: a fact has one writer at a time, so none is in use."""
+    for (name,) in wh.query_rows(f"SELECT name FROM system.tables WHERE database = '{database}' "
+                                 f"AND startsWith(name, '{STAGING_PREFIX}')"):
+        wh.command(f"DROP TABLE IF EXISTS {qualified(database, name)}")
+
+
+def stage_and_append(wh, database: str, lakefs, commit: str, paths: list[str], token: str) -> StagedLoad:
+    """Read the files into a staging table, record the load's counts per run in ``load_counts``,
+    append the rows to ``fact_charging_events`` and to ``session_events_open`` (deduplicated by
+    ``token``: the same load repeated writes nothing) and drop the staging table."""
+    from evcharging.warehouse.tables import markdown_table
+
+    name = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
+    staging = qualified(database, name)
+    wh.command(f"CREATE TABLE {staging} AS {qualified(database, 'fact_charging_events')} ENGINE = Memory")
+    try:
+        load_event_files(wh, database, lakefs, commit, paths, table=name)
+        [(events, first, last)] = wh.query_rows(
+            f"SELECT count(), toUnixTimestamp64Milli(min(addMilliseconds(event_time, -toInt64(wait_s * 1000)))), "
+            f"toUnixTimestamp64Milli(max(event_time)) FROM {staging}")
+        newest = wh.query_df(f"SELECT * FROM {staging} ORDER BY event_time DESC, event_id LIMIT 10")
+        wh.command(f"INSERT INTO {qualified(database, 'load_counts')} SELECT load_commit, run_id, event_type, "
+                   f"count(), uniqExact(event_id), now64(3, 'UTC') FROM {staging} GROUP BY load_commit, run_id, event_type")
+        # The token makes a repeat of this load (after a crash before load_log recorded it) write nothing.
+        columns = ", ".join(f"`{c}`" for c, _ in event_column_types())
+        for table in ("fact_charging_events", "session_events_open"):
+            wh.command(f"INSERT INTO {qualified(database, table)} ({columns}) SELECT {columns} FROM {staging} "
+                       f"SETTINGS optimize_on_insert = 0, insert_deduplicate = 1, "
+                       f"insert_deduplication_token = {_sql_str(token)}")
+    finally:
+        wh.command(f"DROP TABLE IF EXISTS {staging}")
+    events = int(events)
+    return StagedLoad(events, as_int(first) if events else None, as_int(last) if events else None,
+                      markdown_table(list(newest.columns), list(newest.itertuples(index=False, name=None))))
+
+
 # --- phase 2: sessions, Spark summarising the warehouse's events ------------------------------------
 
-def _session_events_sql(database: str, commits: str | list[str]) -> str:
-    events = qualified(database, "fact_charging_events")
+def _session_columns() -> str:
     casts = {"contract_version": "toInt64(contract_version)", "seq": "toInt64(seq)",
              "kafka_partition": "toInt32(kafka_partition)", "vehicle_model_id": "nullIf(vehicle_model_id, '')"}
-    columns = ", ".join(f"{casts.get(n, f'`{n}`')} AS `{n}`" for n, _ in event_column_types() if n != "load_commit")
-    loads = ", ".join(_sql_str(c) for c in ([commits] if isinstance(commits, str) else commits))
-    # Sessions touched by these loads that have ended (in one of them or an earlier one).
+    return ", ".join(f"{casts.get(n, f'`{n}`')} AS `{n}`" for n, _ in event_column_types() if n != "load_commit")
+
+
+def _ended_sessions_sql(database: str, commits: list[str]) -> str:
+    """The sessions the loads ``commits`` touched that have ended (in one of them or an earlier one),
+    from ``session_events_open`` (only sessions not summarised yet are there)."""
+    table = qualified(database, "session_events_open")
+    loads = ", ".join(_sql_str(c) for c in commits)
+    return (f"SELECT session_id FROM {table} "
+            f"WHERE session_id IN (SELECT session_id FROM {table} WHERE load_commit IN ({loads})) "
+            "GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0")
+
+
+def _session_events_sql(database: str, commits: str | list[str], indexed: bool = True) -> str:
+    """Every event of the sessions the loads ``commits`` touched that have ended, one row per event:
+    from ``session_events_open``, sorted by session (``indexed``), else from the event fact
+    (the loads recorded before that table existed: a search of the whole fact, once)."""
+    commits = [commits] if isinstance(commits, str) else commits
+    if indexed:
+        table = qualified(database, "session_events_open")
+        return (f"SELECT {_session_columns()} FROM {table} WHERE session_id IN ({_ended_sessions_sql(database, commits)}) "
+                "LIMIT 1 BY event_id")
+    events = qualified(database, "fact_charging_events")
+    loads = ", ".join(_sql_str(c) for c in commits)
     return f"""
-SELECT {columns} FROM {events} FINAL
+SELECT {_session_columns()} FROM {events} FINAL
 WHERE session_id IN (
     SELECT session_id FROM {events}
     WHERE session_id IN (SELECT session_id FROM {events} WHERE load_commit IN ({loads}))
     GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0)"""
 
 
+def session_events(wh, database: str, commits: str | list[str], indexed: bool = True):
+    """The events of :func:`_session_events_sql` as Arrow."""
+    return wh.query_arrow(_session_events_sql(database, commits, indexed))
+
+
+def close_sessions(wh, database: str, commits: list[str]) -> None:
+    """Delete from ``session_events_open`` the sessions a pass over ``commits`` summarised, and any
+    event older than SESSION_MAX_HOURS before the newest (a late copy of a session summarised
+    already: it would never end again)."""
+    from evcharging.warehouse.marts import SESSION_MAX_HOURS
+
+    table = qualified(database, "session_events_open")
+    wh.command(f"DELETE FROM {table} WHERE session_id IN ({_ended_sessions_sql(database, commits)})")
+    wh.command(f"DELETE FROM {table} WHERE event_time < "
+               f"(SELECT max(event_time) FROM {table}) - INTERVAL {SESSION_MAX_HOURS} HOUR")
+
+
 def sessionize(wh, database: str, spark, commits: str | list[str]) -> int:
     """(Re)write ``fact_charging_sessions`` for the sessions the events of ``commits`` (the loads'
-    commits) touched that have ended; return the number of session rows written.
+    commits) touched that have ended; return the number of session rows written."""
+    return _sessionize(wh, database, spark, [commits] if isinstance(commits, str) else commits).num_rows
+
+
+def _sessionize(wh, database: str, spark, commits: list[str], indexed: bool = True):
+    """The session rows written (Arrow; empty when no session ended).
 
     Their events come from the warehouse as Arrow (timestamps stay ms-exact, UInt columns are cast to
     the signed types the transform expects, LowCardinality arrives as plain strings), Spark
     summarises them, and the rows go back as Arrow."""
-    events = wh.query_arrow(_session_events_sql(database, commits))
+    import pyarrow as pa
+
+    events = session_events(wh, database, commits, indexed)
     if not events.num_rows:
-        return 0
-    sessions = summarise_sessions(spark, events, commits if isinstance(commits, str) else commits[-1])
+        return pa.table({"start_time": pa.array([], pa.timestamp("ms", "UTC")),
+                         "end_time": pa.array([], pa.timestamp("ms", "UTC"))})
+    sessions = summarise_sessions(spark, events, commits[-1])
     if sessions.num_rows:
         wh.insert_arrow(qualified(database, "fact_charging_sessions"), sessions)
-    return sessions.num_rows
+    return sessions
 
 
 def summarise_sessions(spark, events, commit: str):
@@ -265,46 +403,66 @@ def summarise_sessions(spark, events, commit: str):
 
 # --- one load ---------------------------------------------------------------------------------------
 
+def _older_than(lakefs, commit: str, loaded: str) -> bool:
+    """Whether ``commit`` is already part of ``loaded``'s history (a target that another load passed)."""
+    sdk = lakefs.client().sdk_client
+    return sdk.refs_api.find_merge_base(lakefs.repository, commit, loaded).base_commit_id == commit
+
+
 def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload: bool = False,
                      log=None) -> LoadReport:
     """Bring the warehouse facts up to lakeFS commit ``commit`` (see the module docstring).
 
     ``spark`` is a SparkSession or a callable returning one: it is called only if the commit added
     event files, so an already-loaded commit or an empty diff starts no JVM. With ``spark=None``
-    only the events are loaded; :func:`sessionize_pending` summarises their sessions later."""
+    only the events are loaded; :func:`sessionize_pending` summarises their sessions later. A
+    ``commit`` that an earlier load already went past is nothing to do: the report is then that
+    newer load's (``already_loaded``), the commit the warehouse holds."""
     ensure_tables(wh, database)
     done = loaded(wh, database, commit)
     if done and not full_reload:
         return done
     previous = None if full_reload else last_loaded_commit(wh, database)
+    if previous and _older_than(lakefs, commit, previous):
+        if log:
+            log(f"commit {commit[:12]} is older than the last one loaded ({previous[:12]}): nothing to load")
+        return loaded(wh, database, previous)
+    _drop_stale_staging(wh, database)
     paths = added_event_files(lakefs.repo(), previous, commit)
     if log:
         log(f"lakeFS {(previous or 'empty')[:12]} → {commit[:12]}: {len(paths)} new event files")
     started = time.monotonic()
-    read, events_loaded = load_event_files(wh, database, lakefs, commit, paths) if paths else (0, 0)
+    token = f"{previous or 'full'}..{commit}"  # one load: this diff
+    staged = stage_and_append(wh, database, lakefs, commit, paths, token) if paths else StagedLoad(0, None, None, "")
     events_s = time.monotonic() - started
     if log:
-        log(f"ClickHouse loaded {events_loaded} events from {len(paths)} files in {events_s:.1f} s")
+        log(f"ClickHouse loaded {staged.events} events from {len(paths)} files in {events_s:.1f} s")
     started = time.monotonic()
-    sessions_loaded = 0
-    if paths and spark is not None:
-        sessions_loaded = sessionize(wh, database, spark() if callable(spark) else spark, commit)
+    sessions_loaded, days = 0, []
+    if paths and spark is not None and staged.events:
+        sessions = _sessionize(wh, database, spark() if callable(spark) else spark, [commit])
+        sessions_loaded, days = sessions.num_rows, session_days(sessions)
+        record_session_counts(wh, database, commit, sessions)
     sessions_s = time.monotonic() - started
     if log and paths and spark is not None:
         log(f"Spark wrote {sessions_loaded} completed sessions in {sessions_s:.1f} s")
     batches = merged_batches(lakefs.repo(), previous, commit)
-    report = LoadReport(commit, previous, len(paths), read, events_loaded, sessions_loaded,
+    report = LoadReport(commit, previous, len(paths), staged.events, staged.events, sessions_loaded,
                         events_seconds=round(events_s, 3), sessions_seconds=round(sessions_s, 3),
                         batches=len(batches), kafka_records=sum(b.kafka_records for b in batches),
                         kafka_ranges=json.dumps(union_ranges(*(b.ranges for b in batches)), sort_keys=True),
                         lake_events=sum(b.valid_rows for b in batches),
                         quarantined=sum(b.quarantined_rows for b in batches),
-                        dropped=sum(b.dropped_rows for b in batches))
+                        dropped=sum(b.dropped_rows for b in batches),
+                        first_event_ms=staged.first_event_ms, last_event_ms=staged.last_event_ms,
+                        preview=staged.preview)
     if paths:
         crashpoint("before_load_recorded")
     record_load(wh, database, report)
     if spark is not None:
-        record_sessionized(wh, database, [commit], sessions_loaded)
+        record_sessionized(wh, database, [commit], sessions_loaded, days)
+        if staged.events:
+            close_sessions(wh, database, [commit])
     return report
 
 
@@ -315,22 +473,64 @@ class SessionsReport:
     commits: list[str]  # the loads whose sessions were summarised, oldest first
     sessions_loaded: int
     seconds: float
+    through: str | None = None  # the newest load whose sessions are in (this pass's, or an earlier one's)
+    days: list[date] = field(default_factory=list)  # the days the written sessions were plugged in on
 
 
 def unsessionized_commits(wh, database: str) -> list[tuple[str, int]]:
     """(commit, events it loaded) of the loads whose sessions are not summarised yet, oldest first."""
+    return [(r.commit, r.events_loaded) for r in _unsessionized(wh, database)]
+
+
+def _unsessionized(wh, database: str) -> list[LoadReport]:
+    return load_log(wh, database, f"commit_id NOT IN (SELECT commit_id FROM {qualified(database, 'session_log')})")
+
+
+def last_sessionized_commit(wh, database: str) -> str | None:
+    """The newest load (in load order) whose sessions are summarised."""
     rows = wh.query_rows(
-        f"SELECT commit_id, events_loaded FROM {qualified(database, 'load_log')} FINAL "
-        f"WHERE commit_id NOT IN (SELECT commit_id FROM {qualified(database, 'session_log')}) "
-        "ORDER BY loaded_at, commit_id")
-    return [(c, int(n)) for c, n in rows]
+        f"SELECT commit_id FROM {qualified(database, 'load_log')} FINAL WHERE commit_id IN "
+        f"(SELECT commit_id FROM {qualified(database, 'session_log')}) ORDER BY loaded_at DESC, commit_id DESC LIMIT 1")
+    return rows[0][0] if rows else None
 
 
-def record_sessionized(wh, database: str, commits: list[str], sessions: int) -> None:
-    values = ", ".join(f"({_sql_str(c)}, {sessions if i == len(commits) - 1 else 0}, now64(3, 'UTC'))"
-                       for i, c in enumerate(commits))
-    wh.command(f"INSERT INTO {qualified(database, 'session_log')} (commit_id, sessions_loaded, sessionized_at) "
+def record_session_counts(wh, database: str, pass_commit: str, sessions) -> None:
+    """Per simulator run, the sessions a pass wrote (Arrow ``sessions``): reconciliation sums these."""
+    import pyarrow.compute as pc
+
+    if not sessions.num_rows or "run_id" not in sessions.column_names:
+        return
+    counts = pc.value_counts(sessions["run_id"]).to_pylist()
+    values = ", ".join(f"({_sql_str(pass_commit)}, {_sql_str(c['values'])}, {c['counts']}, now64(3, 'UTC'))"
+                       for c in counts)
+    wh.command(f"INSERT INTO {qualified(database, 'session_counts')} (pass_commit, run_id, sessions, counted_at) "
                f"VALUES {values}")
+
+
+def record_sessionized(wh, database: str, commits: list[str], sessions: int, days: list[date] = ()) -> None:
+    """Record the loads of one pass; the last row carries the pass's sessions and days."""
+    def row(i: int, c: str) -> str:
+        last = i == len(commits) - 1
+        day_list = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(set(days))) if last else ""
+        return f"({_sql_str(c)}, {sessions if last else 0}, now64(3, 'UTC'), [{day_list}])"
+
+    values = ", ".join(row(i, c) for i, c in enumerate(commits))
+    wh.command(f"INSERT INTO {qualified(database, 'session_log')} (commit_id, sessions_loaded, sessionized_at, days) "
+               f"VALUES {values}")
+
+
+def session_days(sessions) -> list[date]:
+    """Every day a session of ``sessions`` (Arrow, start_time and end_time) was plugged in on."""
+    import pyarrow.compute as pc
+
+    if not sessions.num_rows:
+        return []
+    starts = pc.cast(sessions["start_time"], "date32").to_pylist()
+    ends = pc.cast(sessions["end_time"], "date32").to_pylist()
+    days = set()
+    for first, last in set(zip(starts, ends)):
+        days.update(first + timedelta(days=i) for i in range((last - first).days + 1))
+    return sorted(days)
 
 
 def sessionize_pending(connect: Callable, database: str, spark, log=None) -> SessionsReport:
@@ -338,24 +538,34 @@ def sessionize_pending(connect: Callable, database: str, spark, log=None) -> Ses
     :func:`load_lake_commit`: started only when there is something to do). ``connect()`` opens the
     warehouse; chDB is held only to read the sessions' events and to write the rows back, never
     while Spark starts or works, so loads of new events go on meanwhile. Recorded last in
-    ``session_log``: a crash before it repeats the pass, whose rows collapse under ``FINAL``."""
+    ``session_log``: a crash before it repeats the pass, whose rows collapse under ``FINAL``.
+
+    The report's ``through`` names the newest load whose sessions are in: the pass's own last load
+    (read before the pass, so a load that lands meanwhile waits for the next pass), else the last
+    one summarised before."""
     with connect() as wh:
         ensure_tables(wh, database)
-        pending = unsessionized_commits(wh, database)
-        commits = [c for c, events in pending if events]
-        events = wh.query_arrow(_session_events_sql(database, commits)) if commits else None
+        pending = _unsessionized(wh, database)
+        with_events = [load for load in pending if load.events_loaded]
+        commits = [load.commit for load in with_events]
+        # Loads recorded before session_events_open existed have no span: their sessions are searched in the fact.
+        indexed = all(load.first_event_ms is not None for load in with_events)
+        events = session_events(wh, database, commits, indexed) if commits else None
         if not commits:  # loads that added no event (an empty main, a commit without event files): no Spark
             if pending:
-                record_sessionized(wh, database, [c for c, _ in pending], 0)
-            return SessionsReport([], 0, 0.0)
+                record_sessionized(wh, database, [load.commit for load in pending], 0)
+            return SessionsReport([], 0, 0.0, through=last_sessionized_commit(wh, database))
     started = time.monotonic()
     sessions = summarise_sessions(spark() if callable(spark) else spark, events, commits[-1]) if events.num_rows else None
+    days = session_days(sessions) if sessions is not None else []
     with connect() as wh:
         if sessions is not None and sessions.num_rows:
             wh.insert_arrow(qualified(database, "fact_charging_sessions"), sessions)
+            record_session_counts(wh, database, commits[-1], sessions)
         written = sessions.num_rows if sessions is not None else 0
-        record_sessionized(wh, database, [c for c, _ in pending], written)
+        record_sessionized(wh, database, [load.commit for load in pending], written, days)
+        close_sessions(wh, database, commits)
     seconds = time.monotonic() - started
     if log:
         log(f"Spark wrote {written} completed sessions for {len(commits)} loads in {seconds:.1f} s")
-    return SessionsReport(commits, written, round(seconds, 3))
+    return SessionsReport(commits, written, round(seconds, 3), through=pending[-1].commit, days=days)

@@ -93,7 +93,24 @@ LOAD_LOG_COLUMNS = [
     ("events_loaded", "UInt64"), ("sessions_loaded", "UInt64"), ("loaded_at", "DateTime64(3, 'UTC')"),
     ("batches", "UInt32"), ("kafka_records", "UInt64"), ("kafka_ranges", "String"), ("lake_events", "UInt64"),
     ("quarantined", "UInt64"), ("dropped", "UInt64"),
+    # The event times the load brought (null: no event): what later steps prune the facts by.
+    ("first_event_time", "Nullable(DateTime64(3, 'UTC'))"), ("last_event_time", "Nullable(DateTime64(3, 'UTC'))"),
 ]  # fmt: skip
+
+# The days a sessions pass wrote sessions for (start to end): the marts recompute only these.
+SESSION_LOG_COLUMNS = [
+    ("commit_id", "String"), ("sessions_loaded", "UInt64"), ("sessionized_at", "DateTime64(3, 'UTC')"),
+    ("days", "Array(Date)"),
+]  # fmt: skip
+
+# The facts are sorted by station first, so a time range alone would read a granule of every
+# station in the month: these per-granule min/max indexes let the steps that look at recent events
+# (the sessions pass, a mart's days) skip everything older, however long the history.
+_EVENT_TIME_INDEX = "INDEX idx_time event_time TYPE minmax GRANULARITY 1"
+_START_TIME_INDEX = "INDEX idx_start start_time TYPE minmax GRANULARITY 1"
+# A load's INSERT carries its commit as deduplication token: repeated after a crash (before load_log
+# recorded it), it writes nothing, so the fact holds each event once even before merges.
+_DEDUPLICATION_WINDOW = "non_replicated_deduplication_window = 1000"
 
 # name -> CREATE TABLE body after the name: "(columns) ENGINE … ORDER BY …"
 TABLES: dict[str, str] = {
@@ -101,21 +118,53 @@ TABLES: dict[str, str] = {
     {_columns(LOAD_LOG_COLUMNS)}
 ) ENGINE = ReplacingMergeTree(loaded_at) ORDER BY commit_id""",
     # The loads whose sessions are summarised (a separate, later step: see load.sessionize_pending).
-    "session_log": """(
-    commit_id String,
-    sessions_loaded UInt64,
-    sessionized_at DateTime64(3, 'UTC')
+    "session_log": f"""(
+    {_columns(SESSION_LOG_COLUMNS)}
 ) ENGINE = ReplacingMergeTree(sessionized_at) ORDER BY commit_id""",
+    # Per load, per simulator run and event type: the events it inserted (reconciliation sums these
+    # per run instead of counting the fact table).
+    "load_counts": """(
+    load_commit String,
+    run_id LowCardinality(String),
+    event_type LowCardinality(String),
+    events UInt64,
+    distinct_events UInt64,
+    loaded_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(loaded_at) ORDER BY (run_id, event_type, load_commit)""",
+    # Per sessions pass (its last load's commit) and simulator run: the sessions it wrote. A pass
+    # repeated after a crash has the same key and collapses (unless new loads joined it meanwhile).
+    "session_counts": """(
+    pass_commit String,
+    run_id LowCardinality(String),
+    sessions UInt64,
+    counted_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(counted_at) ORDER BY (run_id, pass_commit)""",
+    # Per mart, the newest sessions pass (session_log.sessionized_at) whose days it has recomputed.
+    "mart_log": """(
+    mart String,
+    through DateTime64(3, 'UTC'),
+    refreshed_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(refreshed_at) ORDER BY mart""",
     "fact_charging_events": f"""(
     {_columns(_event_columns_ddl())},
     INDEX idx_session session_id TYPE bloom_filter GRANULARITY 4,
-    INDEX idx_load load_commit TYPE set(16) GRANULARITY 4
+    INDEX idx_load load_commit TYPE set(16) GRANULARITY 4,
+    {_EVENT_TIME_INDEX}
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(event_time)
-ORDER BY (station_id, event_time, event_id)""",
+ORDER BY (station_id, event_time, event_id)
+SETTINGS {_DEDUPLICATION_WINDOW}""",
+    # The events of sessions not summarised yet (a copy of each load's rows, sorted by session):
+    # the sessions pass reads the sessions that ended from here, then deletes them, so it never
+    # searches the event fact, whose size grows with history. It holds only open sessions' events.
+    "session_events_open": f"""(
+    {_columns(_event_columns_ddl())}
+) ENGINE = MergeTree ORDER BY (session_id, event_id)
+SETTINGS {_DEDUPLICATION_WINDOW}""",
     "fact_charging_sessions": f"""(
     {_columns(SESSION_COLUMN_TYPES)},
-    INDEX idx_run run_id TYPE set(64) GRANULARITY 4
+    INDEX idx_run run_id TYPE set(64) GRANULARITY 4,
+    {_START_TIME_INDEX}
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(start_time)
 ORDER BY (station_id, start_time, session_id)""",
@@ -175,7 +224,7 @@ ORDER BY (station_id, start_time, session_id)""",
     occupied_s Float64,
     utilisation Float64,
     energy_kwh Float64
-) ENGINE = ReplacingMergeTree ORDER BY (station_id, hour)""",
+) ENGINE = ReplacingMergeTree PARTITION BY toDate(hour) ORDER BY (station_id, hour)""",
     "mart_daily_energy_by_city_operator": """(
     date Date,
     city LowCardinality(String),
@@ -186,7 +235,23 @@ ORDER BY (station_id, start_time, session_id)""",
     revenue_usd Float64,
     avg_duration_min Float64,
     avg_wait_min Float64
-) ENGINE = ReplacingMergeTree ORDER BY (date, city, operator)""",
+) ENGINE = ReplacingMergeTree PARTITION BY date ORDER BY (date, city, operator)""",
+    # Per day (of session start) and charger type: the states mart_charger_type_kpis is summed from,
+    # so that a sessions pass recomputes only its days. p95 wait is a t-digest (exact quantiles would
+    # keep every value); retired stations' time is kept apart, since the network in service changes.
+    "mart_charger_type_daily": """(
+    date Date,
+    charger_type LowCardinality(String),
+    sessions UInt64,
+    energy_kwh Float64,
+    sum_avg_power_kw Float64,
+    peak_power_kw Float64,
+    duration_s Float64,
+    wait_s Float64,
+    wait_p95 AggregateFunction(quantileTDigest(0.95), Float64),
+    faults UInt64,
+    occupied_s_in_service Float64
+) ENGINE = ReplacingMergeTree PARTITION BY date ORDER BY (date, charger_type)""",
     "mart_charger_type_kpis": """(
     charger_type LowCardinality(String),
     stations UInt32,
@@ -212,10 +277,34 @@ def qualified(database: str, table: str) -> str:
 def ensure_tables(wh, database: str) -> None:
     """Create the database and every table if missing, and add columns a newer contract introduced."""
     wh.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    _relay_out(wh, database)
     for name, body in TABLES.items():
         wh.command(f"CREATE TABLE IF NOT EXISTS {qualified(database, name)} {body}")
-    for name, columns in (("fact_charging_events", _event_columns_ddl()), ("load_log", LOAD_LOG_COLUMNS)):
+    for name, columns in (("fact_charging_events", _event_columns_ddl()), ("session_events_open", _event_columns_ddl()),
+                          ("load_log", LOAD_LOG_COLUMNS), ("session_log", SESSION_LOG_COLUMNS)):
         _add_missing_columns(wh, database, name, columns)
+    create = wh.query_rows(f"SELECT create_table_query FROM system.tables WHERE database = '{database}' "
+                           "AND name = 'fact_charging_events'")
+    if create and "non_replicated_deduplication_window" not in create[0][0]:
+        wh.command(f"ALTER TABLE {qualified(database, 'fact_charging_events')} MODIFY SETTING {_DEDUPLICATION_WINDOW}")
+    # Parts written from now on carry them (older parts are simply read, as before).
+    for name, index in (("fact_charging_events", _EVENT_TIME_INDEX), ("fact_charging_sessions", _START_TIME_INDEX)):
+        wh.command(f"ALTER TABLE {qualified(database, name)} ADD {index.replace('INDEX', 'INDEX IF NOT EXISTS', 1)}")
+
+
+# Tables whose layout changed since they were first created here: (table, expected partition key).
+# They hold nothing that cannot be recomputed, so an old layout is dropped and rebuilt.
+_RELAID_OUT = {"mart_station_hourly_utilisation": "toDate(hour)", "mart_daily_energy_by_city_operator": "date"}
+
+
+def _relay_out(wh, database: str) -> None:
+    keys = dict(wh.query_rows(f"SELECT name, partition_key FROM system.tables WHERE database = '{database}'"))
+    for name, key in _RELAID_OUT.items():
+        if name in keys and keys[name] != key:
+            wh.command(f"DROP TABLE {qualified(database, name)}")
+            if "mart_log" in keys:  # its next refresh recomputes every day
+                wh.command(f"ALTER TABLE {qualified(database, 'mart_log')} DELETE WHERE mart = '{name}' "
+                           "SETTINGS mutations_sync = 1")
 
 
 def _add_missing_columns(wh, database: str, name: str, columns: list[tuple[str, str]]) -> None:

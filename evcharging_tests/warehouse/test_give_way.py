@@ -32,9 +32,25 @@ def held_chdb(tmp_path):
         holder.wait(30)
 
 
-def test_the_publish_job_gives_its_event_load_a_bounded_wait():
-    ops = publish_ingest_batches.config["ops"]
-    assert ops["clickhouse__fact_charging_events"]["config"]["give_way_after_seconds"] == PUBLISH_GIVES_WAY_AFTER_S
+def test_the_publish_job_as_defined_gives_way_to_a_held_warehouse_within_its_bounds(held_chdb, monkeypatch):
+    """The publish job as the code location defines it (its own run config and resources), with its
+    warehouse at chDB held by another process: both warehouse steps give way (the load after
+    PUBLISH_GIVES_WAY_AFTER_S, dim_time after its own bound) and record nothing, so the run ends
+    instead of waiting for the holder. The commit to load is chosen only once the warehouse is held,
+    so lakeFS is never asked."""
+    from evcharging.definitions import defs
+    from evcharging.defs.warehouse.assets import DIM_TIME
+
+    monkeypatch.setenv("EVCHARGING_CHDB_PATH", str(held_chdb))
+    job = defs().get_job_def(publish_ingest_batches.name)
+    instance = dg.DagsterInstance.ephemeral()
+    started = time.monotonic()
+    result = job.execute_in_process(instance=instance, asset_selection=[FACT_EVENTS, DIM_TIME])
+    elapsed = time.monotonic() - started
+    assert result.success
+    assert PUBLISH_GIVES_WAY_AFTER_S <= elapsed < PUBLISH_GIVES_WAY_AFTER_S + 15 + 30, elapsed
+    assert instance.get_latest_materialization_event(FACT_EVENTS) is None
+    assert instance.get_latest_materialization_event(DIM_TIME) is None
 
 
 def test_a_load_that_gives_way_records_nothing_and_one_that_may_wait_says_why_it_failed(held_chdb):

@@ -13,7 +13,7 @@ import pytest
 from evcharging.contracts import lake_event_columns
 from evcharging.warehouse.load import (
     EventLoadError, _session_events_sql, event_insert_sql, last_loaded_commit, load_event_files, load_lake_commit,
-    loaded, run_masking_secrets, sessionize,
+    loaded, run_masking_secrets, sessionize, stage_and_append,
 )
 from evcharging.warehouse.schema import TABLES, ensure_tables, qualified
 from evcharging_tests.warehouse.conftest import DB
@@ -101,9 +101,11 @@ def test_loads_are_idempotent_and_complete_split_sessions(lake, warehouse, spark
         after_one = _snapshot(wh)
         assert [s[0] for s in after_one[1]] == ["b"]  # only b is complete
 
-        # Both phases of the same commit again (as after a crash before load_log): the rows collapse.
-        assert load_event_files(wh, DB, lake.lakefs, c1, lake.added(c1)) == (7, 7)
-        assert sessionize(wh, DB, spark, c1) == 1
+        # The load's INSERT again (as after a crash before load_log): deduplicated, no copy even
+        # without FINAL; b was summarised and closed, a is still open: nothing to summarise.
+        assert stage_and_append(wh, DB, lake.lakefs, c1, lake.added(c1), f"{lake.base}..{c1}").events == 7
+        assert wh.query_rows(f"SELECT count() FROM {qualified(DB, 'fact_charging_events')}") == [(7,)]
+        assert sessionize(wh, DB, spark, c1) == 0
         assert _snapshot(wh) == after_one
         assert load_lake_commit(wh, DB, spark, lake.lakefs, c1).already_loaded  # and through load_log: a no-op
 
@@ -128,8 +130,8 @@ def test_the_session_phase_hands_spark_the_types_it_expects(lake, warehouse, spa
     commit = lake.commit(rows)
     with warehouse.connect() as wh:
         ensure_tables(wh, DB)
-        load_event_files(wh, DB, lake.lakefs, commit, lake.added(commit))
-        arrow = wh.query_arrow(_session_events_sql(DB, commit))
+        stage_and_append(wh, DB, lake.lakefs, commit, lake.added(commit), "types")
+        arrow = wh.query_arrow(_session_events_sql(DB, commit))  # from session_events_open
     types = {f.name: f.dataType.simpleString() for f in spark.createDataFrame(arrow).schema.fields}
     assert arrow.num_rows == 3
     assert types["event_time"] == "timestamp" and types["seq"] == types["kafka_offset"] == "bigint"
