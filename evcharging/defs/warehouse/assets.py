@@ -8,8 +8,14 @@ user's query) would stall publishing, whereas the lock wait gives way after 15 s
 loads exactly what a lakeFS commit added (see :mod:`evcharging.warehouse.load`) and carries that
 commit as its data version: ClickHouse reads the added event files from lakeFS itself. Spark then
 summarises the sessions in a step of its own, in its own job, so that starting a JVM never delays
-the events. Dimensions and marts are rebuilt whole and swapped in. Re-materializing any of them
-leaves the same rows.
+the events. Dimensions of the reference data are rebuilt whole and swapped in; ``dim_time`` is
+extended; marts recompute only the days the last sessions passes touched. Re-materializing any of
+them leaves the same rows. Every figure a step records comes from what it added or from what is
+recorded (``load_log``, ``system.parts``), never from a scan of a table that grows with history.
+
+The event fact has one writer at a time, by construction and on any ClickHouse: it is in the
+``fact_events`` pool (limit 1, whatever job materializes it), and the publish and refresh jobs
+share a lane. A load picks the commit to load only once it holds the warehouse.
 """
 
 
@@ -25,11 +31,12 @@ from evcharging.resources.lakefs import LakeFSResource
 from evcharging.resources.mongo import MongoResource
 from evcharging.resources.spark import SparkResource
 from evcharging.resources.warehouse import WarehouseBusyError, WarehouseResource
-from evcharging.warehouse.dimensions import rebuild_dim_stations, rebuild_dim_time, rebuild_dim_vehicles
+from evcharging.warehouse.dimensions import extend_dim_time, rebuild_dim_stations, rebuild_dim_vehicles
 from evcharging.warehouse.freshness import warehouse_lag
-from evcharging.warehouse.load import last_loaded_commit, load_lake_commit, sessionize_pending
-from evcharging.warehouse.marts import MARTS, mart_chart, rebuild_mart
-from evcharging.warehouse.tables import row_count, table_preview
+from evcharging.warehouse.load import load_lake_commit, loaded_totals, sessionize_pending
+from evcharging.warehouse.marts import MARTS, PREVIEW_WHERE, mart_chart, refresh_mart_from_sessions
+from evcharging.warehouse.schema import qualified
+from evcharging.warehouse.tables import stored_rows, table_preview
 
 GROUP = "warehouse"
 PREFIX = "clickhouse"
@@ -44,11 +51,13 @@ LAKE_MAIN = dg.AssetKey("lake_main")
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=10))
 
 
-def _table_metadata(wh, database: str, table: str, order_by: str) -> dict:
+def _table_metadata(wh, database: str, table: str, order_by: str, where: str = "1") -> dict:
+    """Rows from ``system.parts`` and a preview of the rows ``where`` selects (keep it to the newest)."""
     return {
-        "dagster/row_count": row_count(wh, database, table),
+        "dagster/row_count": stored_rows(wh, database, table),
         "dagster/table_name": f"{database}.{table}",
-        "preview": dg.MetadataValue.md(table_preview(wh, database, table, order_by)),
+        "preview": dg.MetadataValue.md(table_preview(wh, database, table, order_by,
+                                                     where=where.format(t=qualified(database, table)))),
     }
 
 
@@ -59,12 +68,14 @@ class WarehouseLoadConfig(dg.Config):
     full_reload: bool = Field(False, description="Re-read every event file of the commit, not just what it added.")
     give_way_after_seconds: float | None = Field(
         None, description="If another process holds the warehouse (chDB) longer than this, do not load here: leave "
-                          "it to the refresh lane (publish runs set it, so that publishing never waits for a long "
-                          "warehouse job). Unset: wait as long as the warehouse resource says.")
+                          "it to a refresh. Unset: the run's evcharging/give_way_after_seconds tag (publish runs "
+                          "have it, so that publishing waits only that long on warehouse work), else as long as the "
+                          "warehouse resource says.")
 
 
 def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource) -> str:
-    """The commit to load: the config's, else the one ``lake_main`` last recorded, else main's head."""
+    """The commit to load: the config's, else the one ``lake_main`` last recorded, else main's head.
+    Called only once the warehouse is held, so no other load can pass it in between."""
     if config.commit:
         return config.commit
     event = context.instance.get_latest_materialization_event(LAKE_MAIN)
@@ -74,9 +85,21 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
     return lakefs.repo().branch(lakefs.default_branch).get_commit().id
 
 
+GIVE_WAY_TAG = "evcharging/give_way_after_seconds"  # set on the publish job (evcharging.defs.lake.jobs)
+
+
+def _give_way_after(context: dg.AssetExecutionContext, configured: float | None) -> float | None:
+    """How long a load waits for a warehouse another process holds: the config's, else the run's tag."""
+    if configured is not None:
+        return configured
+    tagged = context.run.tags.get(GIVE_WAY_TAG)
+    return float(tagged) if tagged else None
+
+
 # output_required=False: a publish run that gives way to a busy warehouse records no load.
+# pool="fact_events": one writer of the fact at a time, whichever job (or a hand-made run) loads it.
 @dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
-          freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY, output_required=False)
+          freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY, output_required=False, pool="fact_events")
 @transient_only
 def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
                          warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
@@ -84,23 +107,30 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
     main commit added (read at the commit id over lakeFS's S3 gateway; one ``s3()`` per file, no Spark);
     one row per event (ReplacingMergeTree on the event's identity, read with FINAL), sorted by station
     and time for time-series queries; filter event_type = 'charging_progress' for the progress curve.
-    Its data version is the lakeFS commit loaded; the events are queryable when this step ends."""
-    commit = target_commit(context, config, lakefs)
+    Its data version is the lakeFS commit loaded; the events are queryable when this step ends. The
+    row count is the sum of every load's events (``load_log``); the preview shows this load's newest."""
     db = warehouse.database
+    give_way = _give_way_after(context, config.give_way_after_seconds)
     try:
-        with warehouse.connect(on_wait=context.log.info, wait_seconds=config.give_way_after_seconds) as wh:
+        with warehouse.connect(on_wait=context.log.info, wait_seconds=give_way) as wh:
+            commit = target_commit(context, config, lakefs)  # chosen while holding the warehouse
             report = load_lake_commit(wh, db, None, lakefs, commit, config.full_reload, log=context.log.info)
-            metadata = _table_metadata(wh, db, "fact_charging_events", "event_time DESC, event_id")
-            lag = warehouse_lag(wh, db, lakefs, commit).metadata()  # plotted over materializations
+            total, _ = loaded_totals(wh, db)
+            lag = warehouse_lag(wh, db, lakefs, report.commit).metadata()  # plotted over materializations
     except WarehouseBusyError as busy:
-        if config.give_way_after_seconds is None:
+        if give_way is None:
             raise
-        context.log.warning(f"{busy}: commit {commit[:12]} is left to the refresh lane (main_commits asks for it)")
+        context.log.warning(f"{busy}: main's head is left to the refresh lane (main_commits asks for it)")
         return
     if report.already_loaded:
-        context.log.info(f"commit {commit[:12]} was already loaded: nothing to do")
+        context.log.info(f"the warehouse already holds {report.commit[:12]}: nothing to do")
+    preview = report.preview or "(no new events in this load)"
+    # report.commit is what the warehouse now holds: the target, or a newer commit an earlier load reached
+    commit = report.commit
     yield dg.MaterializeResult(data_version=dg.DataVersion(commit), metadata={
-        **metadata, **lag, "lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
+        "dagster/row_count": total, "dagster/table_name": f"{db}.fact_charging_events",
+        "preview": dg.MetadataValue.md(preview), **lag,
+        "lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
         "previous_commit": report.previous_commit or "none", "files_added": report.files,
         "already_loaded": report.already_loaded, "events_read": report.events_read,
         "events_loaded": report.events_loaded, "batches_loaded": report.batches,
@@ -124,11 +154,14 @@ def fact_charging_sessions(context: dg.AssetExecutionContext, spark: SparkResour
     report = sessionize_pending(lambda: warehouse.connect(on_wait=context.log.info), db, lambda: spark.spark_session,
                                 log=context.log.info)
     with warehouse.connect(on_wait=context.log.info) as wh:
-        metadata = _table_metadata(wh, db, "fact_charging_sessions", "end_time DESC, session_id")
-        newest = last_loaded_commit(wh, db)
-    return dg.MaterializeResult(data_version=dg.DataVersion(newest or "empty"), metadata={
-        **metadata, "lakefs_commit": newest or "none", "loads_summarised": len(report.commits),
-        "sessions_written": report.sessions_loaded, "sessions_seconds": dg.MetadataValue.float(report.seconds)})
+        # the newest hour of sessions (max(start_time) comes from the parts' partition metadata)
+        metadata = _table_metadata(wh, db, "fact_charging_sessions", "end_time DESC, session_id",
+                                   where="start_time >= (SELECT max(start_time) FROM {t}) - INTERVAL 1 HOUR")
+    # The loads this pass summarised (read before it): one that landed during the pass is not covered.
+    return dg.MaterializeResult(data_version=dg.DataVersion(report.through or "empty"), metadata={
+        **metadata, "lakefs_commit": report.through or "none", "loads_summarised": len(report.commits),
+        "sessions_written": report.sessions_loaded, "days_touched": len(report.days),
+        "sessions_seconds": dg.MetadataValue.float(report.seconds)})
 
 
 # --- dimensions --------------------------------------------------------------------------------------
@@ -164,12 +197,27 @@ def dim_vehicles(mongo: MongoResource, warehouse: WarehouseResource) -> dg.Mater
         return dg.MaterializeResult(metadata=_table_metadata(wh, warehouse.database, "dim_vehicles", "vehicle_model_id"))
 
 
-@dg.asset(key=DIM_TIME, deps=[FACT_EVENTS], group_name=GROUP, kinds={"clickhouse"})
-def dim_time(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """One row per hour from the first arrival to the last event: date parts, weekday, weekend."""
-    with warehouse.connect() as wh:
-        rebuild_dim_time(wh, warehouse.database)
-        return dg.MaterializeResult(metadata=_table_metadata(wh, warehouse.database, "dim_time", "hour DESC"))
+class DimTimeConfig(dg.Config):
+    wait_seconds: float = Field(15, description="How long to wait for a warehouse another process holds before "
+                                                "leaving the extension to the next run (it catches up then); a "
+                                                "publish run's evcharging/give_way_after_seconds tag, if shorter.")
+
+
+# In the publish job: a bounded wait, so that publishing never waits long on warehouse work.
+@dg.asset(key=DIM_TIME, deps=[FACT_EVENTS], group_name=GROUP, kinds={"clickhouse"}, output_required=False)
+def dim_time(context: dg.AssetExecutionContext, config: DimTimeConfig,
+             warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
+    """One row per hour from the first arrival to the last event: date parts, weekday, weekend.
+    Extended by the hours the loads reached (from ``load_log``), never rebuilt."""
+    wait = min(config.wait_seconds, _give_way_after(context, None) or config.wait_seconds)
+    try:
+        with warehouse.connect(on_wait=context.log.info, wait_seconds=wait) as wh:
+            added = extend_dim_time(wh, warehouse.database)
+            metadata = _table_metadata(wh, warehouse.database, "dim_time", "hour DESC")
+    except WarehouseBusyError as busy:
+        context.log.warning(f"{busy}: dim_time is extended by the next run")
+        return
+    yield dg.MaterializeResult(metadata={**metadata, "hours_added": added})
 
 
 # --- marts -------------------------------------------------------------------------------------------
@@ -185,16 +233,29 @@ _MART_DOCS = {
 }
 
 
+def _newer(instance: dg.DagsterInstance, key: dg.AssetKey, than: dg.AssetKey) -> bool:
+    """Whether ``key`` was materialized after ``than`` last was (or ``than`` never was)."""
+    mine, theirs = (instance.get_latest_materialization_event(k) for k in (than, key))
+    return bool(theirs) and (not mine or theirs.timestamp > mine.timestamp)
+
+
 def _mart(name: str) -> dg.AssetsDefinition:
     order_by = MARTS[name][1]
 
     @dg.asset(key=[PREFIX, name], deps=[FACT_SESSIONS, DIM_STATIONS, DIM_TIME], group_name=GROUP,
-              kinds={"clickhouse"}, pool="warehouse", description=_MART_DOCS[name], freshness_policy=FRESHNESS)
-    def mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
+              kinds={"clickhouse"}, pool="warehouse", description=_MART_DOCS[name] + " Recomputed for the days "
+              "the sessions passes since its last refresh touched; in full after a reference reload.",
+              freshness_policy=FRESHNESS)
+    def mart(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        full = _newer(context.instance, DIM_STATIONS, context.asset_key)  # the stations changed since
         with warehouse.connect() as wh:
-            rebuild_mart(wh, warehouse.database, name)
-            metadata = _table_metadata(wh, warehouse.database, name, order_by)
+            refresh = refresh_mart_from_sessions(wh, warehouse.database, name, full=full)
+            metadata = _table_metadata(wh, warehouse.database, name, order_by, where=PREVIEW_WHERE[name])
             metadata["chart"] = dg.MetadataValue.md(mart_chart(wh, warehouse.database, name))
+        days = refresh.days
+        metadata["days_recomputed"] = "all" if days is None else len(days)
+        if days:
+            metadata["days"] = ", ".join(d.isoformat() for d in days[:31]) + (" …" if len(days) > 31 else "")
         return dg.MaterializeResult(metadata=metadata)
 
     return mart

@@ -1,10 +1,14 @@
 """Reconciliation: what each simulator run says it emitted, against the lake and ClickHouse.
 
 The comparison is :func:`evcharging.warehouse.reconcile.reconcile`; this check gathers what is
-recorded (the run manifests, ``load_log``, the facts' counts per run) and fails on any difference —
-severity ERROR for a loss or a double, WARN when the only differences are events still on their
-way. It reads neither the events topic nor the lake, so it runs in seconds in its own job
-(``reconcile_warehouse``, started after each successful refresh), off the refresh's path.
+recorded (the run manifests, ``load_log``, and each load's and sessions pass's counts per run in
+``load_counts`` / ``session_counts``) and fails on any difference — severity ERROR for a loss or a
+double, WARN when the only differences are events still on their way. It reads neither the events
+topic, nor the lake, nor the facts, so its cost follows the number of loads, not the events: it
+runs in seconds in its own job (``reconcile_warehouse``, started after each sessions pass).
+
+``full_audit`` is the same comparison against the facts themselves (``FINAL`` counts of every row):
+it reads the whole warehouse, so it is a separate job (``audit_warehouse``) that a person runs.
 """
 
 
@@ -16,21 +20,16 @@ from evcharging.defs.warehouse.assets import FACT_EVENTS, FACT_SESSIONS
 from evcharging.resources.kafka import KafkaResource
 from evcharging.resources.warehouse import WarehouseResource
 from evcharging.warehouse.load import load_log
-from evcharging.warehouse.reconcile import latest_manifests, reconcile, warehouse_stage
+from evcharging.warehouse.reconcile import latest_manifests, recorded_stage, reconcile, warehouse_stage
 from evcharging.warehouse.schema import ensure_tables
 
 
-@dg.asset_check(asset=FACT_EVENTS, additional_deps=[FACT_SESSIONS], pool="warehouse", blocking=False)
-def reconciliation(context: dg.AssetCheckExecutionContext, kafka: KafkaResource,
-                   warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Per run with a manifest: events per type (rows and distinct ids) and completed sessions in the
-    ClickHouse facts agree with the manifest; per load: every Kafka record its batches consumed is
-    accounted for and every event they published was loaded; no Kafka offset published twice."""
+def _reconciliation(context, kafka: KafkaResource, warehouse: WarehouseResource, stage) -> dg.AssetCheckResult:
     manifests = asyncio.run(latest_manifests(kafka.bootstrap_servers, kafka.manifests_topic))
     with warehouse.connect() as wh:
         ensure_tables(wh, warehouse.database)
         loads = load_log(wh, warehouse.database)
-        in_warehouse = warehouse_stage(wh, warehouse.database)
+        in_warehouse = stage(wh, warehouse.database)
     result = reconcile(manifests, in_warehouse, loads, kafka.events_topic)
     for difference in result.differences:
         (context.log.warning if difference.in_flight else context.log.error)(str(difference))
@@ -43,3 +42,21 @@ def reconciliation(context: dg.AssetCheckExecutionContext, kafka: KafkaResource,
                   "loads_checked": result.loads, "differences": len(result.differences),
                   "last_loaded_commit": loads[-1].commit if loads else "none (nothing loaded yet)",
                   "runs_without_manifest": ", ".join(result.runs_without_manifest) or "none"})
+
+
+@dg.asset_check(asset=FACT_EVENTS, additional_deps=[FACT_SESSIONS], pool="warehouse", blocking=False)
+def reconciliation(context: dg.AssetCheckExecutionContext, kafka: KafkaResource,
+                   warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Per run with a manifest: events per type (rows and distinct ids) and completed sessions, as the
+    loads and sessions passes recorded them, agree with the manifest; per load: every Kafka record
+    its batches consumed is accounted for and every event they published was loaded; no Kafka offset
+    published twice. From recorded counts only (the facts are not read)."""
+    return _reconciliation(context, kafka, warehouse, recorded_stage)
+
+
+@dg.asset_check(asset=FACT_EVENTS, additional_deps=[FACT_SESSIONS], pool="warehouse", blocking=False)
+def full_audit(context: dg.AssetCheckExecutionContext, kafka: KafkaResource,
+               warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """The reconciliation against the facts themselves: every row counted as readers see it (FINAL).
+    It reads the whole warehouse: run it by hand (job ``audit_warehouse``), e.g. after an incident."""
+    return _reconciliation(context, kafka, warehouse, warehouse_stage)
