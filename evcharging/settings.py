@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     # --- Dagster ------------------------------------------------------------------------------------
     dagster_url: str = Field("http://127.0.0.1:3000", description="The Dagster UI (served here by `evcharging dev`).")
 
+    # --- retention: state that grows with time (pruned hourly by the prune_history job) ---------
+    published_batch_retention_days: float = Field(
+        7, description="A published ingest batch keeps its lakeFS tag and its Dagster partition this long; afterwards "
+                       "its provenance is its merge commit on main.")
+    dagster_run_retention_days: float = Field(
+        3, description="Finished Dagster runs (with their event logs) older than this are deleted, except those "
+                       "holding an asset's latest materialization.")
+
     # --- simulations launched from Dagster (Pipes) -----------------------------------------------
     simulator_docker_image: str | None = Field(
         None, description="Run them in a container of this image (dagster-docker's PipesDockerClient); unset = a subprocess.")

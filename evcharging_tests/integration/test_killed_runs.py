@@ -27,7 +27,7 @@ from evcharging.defs.lake.sensors import data_version
 from evcharging.defs.warehouse.assets import FACT_EVENTS
 from evcharging.lake.ingest import read_events
 from evcharging.lake.main_ids import main_files
-from evcharging.lake.pending import pending_batches
+from evcharging.lake.pending import ingest_branches
 from evcharging.resources.from_settings import drop_repository, scratch_repository, warehouse_resource
 from evcharging.settings import PROJECT_DIR, load_settings
 from evcharging.streaming.batches import META
@@ -104,7 +104,7 @@ def test_runs_killed_mid_merge_and_mid_load_are_exact_after_the_sensors_rerun_th
         _wait(lambda: _failed(home) == 3, "the run killed in its load to be marked failed")
         _wait(lambda: len(_merges(repo)) == 2 and not list(repo.branches(prefix=f"ingest-{stream}-")),
               "both batches to be merged and their branches deleted")
-        assert not pending_batches(lakefs, stream)
+        assert not ingest_branches(lakefs, stream)
         head = repo.branch("main").get_commit().id
         # The refresh lane loads what no run loaded (after its back-off if the killed run was a refresh).
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -140,7 +140,8 @@ def _assert_exact(lakefs, data_dir, run: str, expected: set[bytes], head: str) -
     settings = load_settings(data_dir=data_dir)
     db = settings.clickhouse_database
     with warehouse_resource(settings).connect() as wh:
-        [(rows, distinct)] = wh.query_rows(f"SELECT count(), uniqExact(event_id) FROM {db}.fact_charging_events FINAL "
+        # No FINAL: a doubled row (a killed load repeated) must show, not collapse.
+        [(rows, distinct)] = wh.query_rows(f"SELECT count(), uniqExact(event_id) FROM {db}.fact_charging_events "
                                            f"WHERE run_id = '{run}'")
         [(logged, commits)] = wh.query_rows(f"SELECT count(), uniqExact(commit_id) FROM {db}.load_log FINAL")
         loads = load_log(wh, db)

@@ -26,7 +26,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from evcharging.defs.lake import jobs
 from evcharging.defs.lake.partitions import ingest_batches
 from evcharging.defs.warehouse.assets import FACT_EVENTS, FACT_SESSIONS
-from evcharging.lake.ingest import branch_for_tag, tag_for_branch, unseen_ingest_tags
+from evcharging.lake.ingest import branch_for_tag, unseen_ingest_tags
 from evcharging.lake.pending import pending_batches
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.settings import load_settings
@@ -87,7 +87,7 @@ def ingest_commits(context: dg.SensorEvaluationContext, lakefs: LakeFSResource) 
     if runs_in(context.instance, jobs.publish_ingest_batches.name, WAITING + RUNNING):
         return dg.SensorResult(dynamic_partitions_requests=add, cursor=PublishCursor(seen, cursor.requested).dump(),
                                skip_reason="the publish run in flight comes first; the next takes what is pending then")
-    pending = [b for b in pending_batches(lakefs, stream) if seen and tag_for_branch(b) <= seen]  # known partitions
+    pending = pending_batches(lakefs, stream, tagged_through=seen)  # known partitions
     if not pending:
         return dg.SensorResult(dynamic_partitions_requests=add, cursor=PublishCursor(seen, cursor.requested).dump(),
                                skip_reason="no ingest batch waits to be published")
