@@ -355,14 +355,24 @@ def session_events(wh, database: str, commits: str | list[str], indexed: bool = 
     return wh.query_arrow(_session_events_sql(database, commits, indexed))
 
 
-def close_sessions(wh, database: str, commits: list[str]) -> None:
-    """Delete from ``session_events_open`` the sessions a pass over ``commits`` summarised, and any
-    event older than SESSION_MAX_HOURS before the newest (a late copy of a session summarised
-    already: it would never end again)."""
+def close_sessions(wh, database: str, session_ids) -> None:
+    """Delete from ``session_events_open`` the sessions a pass summarised (``session_ids``: exactly
+    those it read, as Arrow; a session that ended in a load landing meanwhile stays for the next
+    pass), and any event older than SESSION_MAX_HOURS before the newest (a late copy of a session
+    summarised already: it would never end again)."""
+    import pyarrow as pa
+
     from evcharging.warehouse.marts import SESSION_MAX_HOURS
 
     table = qualified(database, "session_events_open")
-    wh.command(f"DELETE FROM {table} WHERE session_id IN ({_ended_sessions_sql(database, commits)})")
+    if len(session_ids):
+        ids = qualified(database, f"session_events_closing_{uuid.uuid4().hex[:12]}")
+        wh.command(f"CREATE TABLE {ids} (session_id String) ENGINE = Memory")
+        try:
+            wh.insert_arrow(ids, pa.table({"session_id": pa.array(session_ids).unique()}))
+            wh.command(f"DELETE FROM {table} WHERE session_id IN (SELECT session_id FROM {ids})")
+        finally:
+            wh.command(f"DROP TABLE IF EXISTS {ids}")
     wh.command(f"DELETE FROM {table} WHERE event_time < "
                f"(SELECT max(event_time) FROM {table}) - INTERVAL {SESSION_MAX_HOURS} HOUR")
 
@@ -373,21 +383,22 @@ def sessionize(wh, database: str, spark, commits: str | list[str]) -> int:
     return _sessionize(wh, database, spark, [commits] if isinstance(commits, str) else commits).num_rows
 
 
-def _sessionize(wh, database: str, spark, commits: list[str], indexed: bool = True):
-    """The session rows written (Arrow; empty when no session ended).
+def _sessionize(wh, database: str, spark, commits: list[str]):
+    """The session rows written (Arrow; empty when no session ended), and the sessions closed.
 
     Their events come from the warehouse as Arrow (timestamps stay ms-exact, UInt columns are cast to
     the signed types the transform expects, LowCardinality arrives as plain strings), Spark
     summarises them, and the rows go back as Arrow."""
     import pyarrow as pa
 
-    events = session_events(wh, database, commits, indexed)
+    events = session_events(wh, database, commits)
     if not events.num_rows:
         return pa.table({"start_time": pa.array([], pa.timestamp("ms", "UTC")),
                          "end_time": pa.array([], pa.timestamp("ms", "UTC"))})
     sessions = summarise_sessions(spark, events, commits[-1])
     if sessions.num_rows:
         wh.insert_arrow(qualified(database, "fact_charging_sessions"), sessions)
+    close_sessions(wh, database, events["session_id"])
     return sessions
 
 
@@ -461,8 +472,6 @@ def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload:
     record_load(wh, database, report)
     if spark is not None:
         record_sessionized(wh, database, [commit], sessions_loaded, days)
-        if staged.events:
-            close_sessions(wh, database, [commit])
     return report
 
 
@@ -564,7 +573,8 @@ def sessionize_pending(connect: Callable, database: str, spark, log=None) -> Ses
             record_session_counts(wh, database, commits[-1], sessions)
         written = sessions.num_rows if sessions is not None else 0
         record_sessionized(wh, database, [load.commit for load in pending], written, days)
-        close_sessions(wh, database, commits)
+        if events.num_rows:
+            close_sessions(wh, database, events["session_id"])
     seconds = time.monotonic() - started
     if log:
         log(f"Spark wrote {written} completed sessions for {len(commits)} loads in {seconds:.1f} s")

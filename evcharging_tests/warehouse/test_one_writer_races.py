@@ -48,8 +48,11 @@ def test_a_load_records_its_span_counts_and_preview_from_its_own_rows(lake, ware
 
 
 def test_a_load_that_lands_during_a_sessions_pass_waits_for_the_next(lake, warehouse, spark):
-    c1 = lake.commit(session_events("d-a", 4, run_id="d"), "before the pass")
-    c2 = lake.commit(session_events("d-b", 3, run_id="d", first_offset=50), "during the pass")
+    """Session d-a starts before the pass and ends in a load that lands while Spark works: the pass
+    neither counts that load nor closes d-a; the next pass summarises d-a from all its events."""
+    a = session_events("d-a", 5, run_id="d")
+    c1 = lake.commit(a[:3] + session_events("d-b", 3, run_id="d", first_offset=50), "before the pass")
+    c2 = lake.commit(a[3:], "during the pass")
     with warehouse.connect() as wh:
         lake.start_warehouse_at_base(wh, DB)
         load_lake_commit(wh, DB, None, lake.lakefs, c1)
@@ -60,8 +63,13 @@ def test_a_load_that_lands_during_a_sessions_pass_waits_for_the_next(lake, wareh
         return spark
 
     report = sessionize_pending(warehouse.connect, DB, spark_while_a_load_lands)
-    assert report.commits == [c1] and report.through == c1 and report.sessions_loaded == 1
+    assert report.commits == [c1] and report.through == c1 and report.sessions_loaded == 1  # d-b
     with warehouse.connect() as wh:
         assert [c for c, _ in unsessionized_commits(wh, DB)] == [c2]
     following = sessionize_pending(warehouse.connect, DB, spark)
     assert following.commits == [c2] and following.through == c2 and following.sessions_loaded == 1
+    with warehouse.connect() as wh:
+        sessions = wh.query_rows(f"SELECT session_id, event_count FROM {qualified(DB, 'fact_charging_sessions')} "
+                                 "FINAL ORDER BY session_id")
+        still_open = wh.query_rows(f"SELECT count() FROM {qualified(DB, 'session_events_open')}")
+    assert sessions == [("d-a", 5), ("d-b", 3)] and still_open == [(0,)]
