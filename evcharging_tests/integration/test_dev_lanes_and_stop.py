@@ -1,9 +1,9 @@
-"""Under `evcharging dev` (the real daemon, run queue and run launcher): publishing goes on while a
-refresh cannot proceed, and Ctrl-C stops the UI, the daemon and the run in flight within 20 s,
-leaving no process behind and the interrupted run ended (failed or canceled, never "in progress").
-
-The refresh is held up the way a user's query would hold it: another process keeps chDB's
-directory lock, so the refresh's load waits for it. Everything is isolated: a scratch lakeFS
+"""Under `evcharging dev` (the real daemon, run queue and run launcher): publishing goes on while the
+warehouse is held, the events lane (publish and refresh, the fact's writers) never runs two runs at
+once, and Ctrl-C stops the UI, the daemon and the run in flight within 20 s, leaving no process
+behind and the interrupted run ended (failed or canceled, never "in progress"). The warehouse is
+held the way a user's query would hold it: another process keeps chDB's directory lock, so each
+load gives way after its bound and is asked for again. Everything is isolated: a scratch lakeFS
 repository, stream name, MongoDB database and data directory (Dagster instance, chDB).
 """
 
@@ -72,8 +72,11 @@ def _runs(home, job: str, statuses) -> list:
         return instance.get_runs(dg.RunsFilter(job_name=job, statuses=statuses))
 
 
-def test_publishing_goes_on_while_a_refresh_waits_and_ctrl_c_stops_it_all(stack_settings, spark, reference,  # noqa: F811
-                                                                          tmp_path, unique_name):
+EVENTS_LANE = ("publish_ingest_batches", "refresh_lake_main")
+
+
+def test_publishing_goes_on_while_the_warehouse_is_held_and_ctrl_c_stops_it_all(stack_settings, spark, reference,  # noqa: F811
+                                                                               tmp_path, unique_name):
     mongo, stations, models = reference
     lakefs = scratch_repository(stack_settings, f"dev-{unique_name}")
     stream, data_dir = f"d{unique_name}", tmp_path / "data"
@@ -88,21 +91,28 @@ def test_publishing_goes_on_while_a_refresh_waits_and_ctrl_c_stops_it_all(stack_
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     home = data_dir / "dagster_home"
     repo = lakefs.repo()
+    in_lane: list[int] = []  # runs of the events lane running at once, at every look
+
+    def lane_running() -> list:
+        running = [r for job in EVENTS_LANE for r in _runs(home, job, [dg.DagsterRunStatus.STARTED])]
+        in_lane.append(len(running))
+        return running
+
     try:
         def merged(batch_id: int) -> bool:
+            lane_running()
             return not list(repo.branches(prefix=branch_name(stream, batch_id)))
-
         events = lambda s: session_events(f"run-{unique_name}", s, station_id=stations[0], vehicle_model_id=models[0])  # noqa: E731
         write_batch(spark, lakefs, stream, 0, events("s1"))
         _wait(lambda: merged(0), "the first batch to be published")
-        refresh = _wait(lambda: _runs(home, "refresh_lake_main", [dg.DagsterRunStatus.STARTED]),
-                        "a refresh to start (its load then waits for chDB)")[0]
-
-        # While that refresh waits for the warehouse, a new batch is still audited and merged.
+        # Its load gave way; main_commits asks for main's head again, and that load gives way too.
+        _wait(lambda: _runs(home, "refresh_lake_main", None) and lane_running() is not None,
+              "a refresh of main's head (its load then gives way to the held warehouse)")
+        # Meanwhile a new batch is still audited and merged.
         write_batch(spark, lakefs, stream, 1, events("s2"), first_offset=10)
-        _wait(lambda: merged(1), "the second batch to be published while the refresh runs")
-        assert [r.run_id for r in _runs(home, "refresh_lake_main", [dg.DagsterRunStatus.STARTED])] == [refresh.run_id]
-
+        _wait(lambda: merged(1), "the second batch to be published while the warehouse is held")
+        in_flight = _wait(lane_running, "a run of the events lane in flight")[0]
+        assert max(in_lane) == 1, in_lane  # one writer of the fact at a time
         # Ctrl-C: everything `evcharging dev` started is gone within 20 s, the run marked canceled.
         started = _descendants(dev.pid)
         assert len(started) >= 4, started  # dagster dev, webserver, daemon, code server, the run …
@@ -114,7 +124,7 @@ def test_publishing_goes_on_while_a_refresh_waits_and_ctrl_c_stops_it_all(stack_
         output = dev.stdout.read()
         assert "dagster dev stopped in" in output, output[-2000:]
         with dg.DagsterInstance.from_config(str(home)) as instance:  # interrupted: never left "in progress"
-            assert instance.get_run_by_id(refresh.run_id).status in (dg.DagsterRunStatus.FAILURE,
+            assert instance.get_run_by_id(in_flight.run_id).status in (dg.DagsterRunStatus.FAILURE,
                                                                      dg.DagsterRunStatus.CANCELED)
     finally:
         if dev.poll() is None:  # `dagster dev` runs in a process group of its own: kill every descendant

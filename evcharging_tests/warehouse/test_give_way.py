@@ -1,6 +1,6 @@
-"""A publish run never waits long for a warehouse another process holds: its event load gives way
-(no materialization, the refresh lane takes over), while a refresh waits (real chDB, held by a
-second process the way a sessions pass or `evcharging sql` holds it)."""
+"""A run of the events lane never waits long for a warehouse another process holds: its event load
+gives way (no materialization; main_commits asks again), so it never holds the lane that publishing
+needs (real chDB, held by a second process the way a sessions pass or `evcharging sql` holds it)."""
 
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ def held_chdb(tmp_path):
         holder.wait(30)
 
 
-def test_the_publish_job_as_defined_gives_way_to_a_held_warehouse_within_its_bounds(held_chdb, monkeypatch):
-    """The publish job as the code location defines it (its own run config and resources), with its
+@pytest.mark.parametrize("job_name", [publish_ingest_batches.name, "refresh_lake_main"])
+def test_the_events_lane_as_defined_gives_way_to_a_held_warehouse_within_its_bounds(held_chdb, monkeypatch, job_name):
+    """Each job of the events lane as the code location defines it (its tags and resources), with its
     warehouse at chDB held by another process: both warehouse steps give way (the load after
     PUBLISH_GIVES_WAY_AFTER_S, dim_time after its own bound) and record nothing, so the run ends
     instead of waiting for the holder. The commit to load is chosen only once the warehouse is held,
@@ -42,7 +43,7 @@ def test_the_publish_job_as_defined_gives_way_to_a_held_warehouse_within_its_bou
     from evcharging.defs.warehouse.assets import DIM_TIME
 
     monkeypatch.setenv("EVCHARGING_CHDB_PATH", str(held_chdb))
-    job = defs().get_job_def(publish_ingest_batches.name)
+    job = defs().get_job_def(job_name)
     instance = dg.DagsterInstance.ephemeral()
     started = time.monotonic()
     result = job.execute_in_process(instance=instance, asset_selection=[FACT_EVENTS, DIM_TIME])
@@ -65,7 +66,7 @@ def test_a_load_that_gives_way_records_nothing_and_one_that_may_wait_says_why_it
     assert result.success and time.monotonic() - started < 30
     assert instance.get_latest_materialization_event(FACT_EVENTS) is None
     messages = [e.user_message for e in instance.all_logs(result.run_id)]
-    assert any("left to the refresh lane" in m for m in messages), messages
+    assert any("left to a later run of the events lane" in m for m in messages), messages
 
     # Without give_way_after_seconds the step waits as long as the resource says, then fails clearly.
     with pytest.raises(WarehouseBusyError, match="stayed locked by another process for 1 s"):

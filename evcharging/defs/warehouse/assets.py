@@ -120,7 +120,7 @@ def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
     except WarehouseBusyError as busy:
         if give_way is None:
             raise
-        context.log.warning(f"{busy}: main's head is left to the refresh lane (main_commits asks for it)")
+        context.log.warning(f"{busy}: the load is left to a later run of the events lane (main_commits asks for it)")
         return
     if report.already_loaded:
         context.log.info(f"the warehouse already holds {report.commit[:12]}: nothing to do")
