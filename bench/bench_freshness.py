@@ -50,13 +50,17 @@ JOBS = ("publish_ingest_batches", "refresh_lake_main", "refresh_sessions", "reco
 PORT = 3395
 
 
-def isolate(run: str, data_dir: Path) -> None:
+def isolate(run: str, data_dir: Path, overrides: dict[str, str]) -> None:
+    """Names of the run's own (topics, repository, database, stream, data dir: isolation only), and
+    ``overrides`` of the project's settings, which are printed: the headline runs with none."""
     os.environ.update({
         "EVCHARGING_KAFKA_EVENTS_TOPIC": f"fresh-events-{run}", "EVCHARGING_KAFKA_MANIFESTS_TOPIC": f"fresh-manifests-{run}",
         "EVCHARGING_LAKEFS_REPOSITORY": f"fresh-{run}", "EVCHARGING_MONGO_DATABASE": f"fresh_{run}",
         "EVCHARGING_STREAM_NAME": f"fresh{run}", "EVCHARGING_DATA_DIR": str(data_dir),
-        "EVCHARGING_STREAM_TRIGGER_SECONDS": "5", "EVCHARGING_DAGSTER_URL": f"http://127.0.0.1:{PORT}",
+        "EVCHARGING_DAGSTER_URL": f"http://127.0.0.1:{PORT}", **overrides,
     })
+    print("settings changed from the project's defaults: " +
+          (", ".join(f"{k}={v}" for k, v in overrides.items()) or "none"), file=sys.stderr, flush=True)
 
 
 def kafka_timestamps(settings) -> dict[int, np.ndarray]:
@@ -186,10 +190,10 @@ def all_queryable(settings, lakefs, instance, expected: int) -> bool:
     ClickHouse's count (waiting for chDB's lock if a step holds it)."""
     from evcharging.defs.lake.sensors import data_version
     from evcharging.defs.warehouse.assets import FACT_EVENTS
-    from evcharging.lake.pending import pending_batches
+    from evcharging.lake.pending import ingest_branches
     from evcharging.resources.from_settings import warehouse_resource
 
-    if pending_batches(lakefs, settings.stream_name):
+    if ingest_branches(lakefs, settings.stream_name):  # a batch not published yet
         return False
     head = lakefs.repo().branch(settings.lakefs_default_branch).get_commit().id
     if data_version(instance, FACT_EVENTS) != head:
@@ -210,13 +214,16 @@ def main() -> int:
     parser.add_argument("--start", default="2026-01-05T06:00:00+00:00", help="simulated start (the hour sets the "
                         "arrival profile: from 10:00 to 15:00 the rate is flattest)")
     parser.add_argument("--drain-timeout", type=float, default=900, help="seconds to wait after the simulator")
+    parser.add_argument("--stream-trigger", type=int, default=None,
+                        help="the stream's trigger in seconds (default: the project's, 10); printed when changed")
     args = parser.parse_args()
 
     from evcharging.settings import load_settings
 
     run = uuid.uuid4().hex[:8]
     data_dir = load_settings().data_dir / "bench" / f"freshness-{run}"  # load_settings exported the stack's secrets
-    isolate(run, data_dir)
+    overrides = {} if args.stream_trigger is None else {"EVCHARGING_STREAM_TRIGGER_SECONDS": str(args.stream_trigger)}
+    isolate(run, data_dir, overrides)
     settings = load_settings()
 
     import dagster as dg
