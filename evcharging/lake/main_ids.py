@@ -211,6 +211,18 @@ def groups_in_range(spans: list[Span], intervals: list[tuple[int, int]] | None) 
     return [g for g, lo, hi in spans if intervals is None or overlaps(intervals, lo, hi)]
 
 
+def utc_times(table):
+    """``table`` with every timestamp column without a time zone marked UTC: Spark's INT96 files read
+    without one, the audit's rewrites (which keep pyarrow's schema) with one, and rows of both kinds
+    are concatenated. Everything this project writes is UTC."""
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) and f.type.tz is None:
+            table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp(f.type.unit, tz="UTC")))
+    return table
+
+
 def _wanted(table, ids, readings):
     """Which rows of ``table`` (an Arrow table with event_id, and session_id and seq when it has them)
     hold one of ``ids`` or one of ``readings`` (keys as :func:`evcharging.audit.copies.reading_keys`)."""
@@ -294,7 +306,8 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
                 if learned is not None:
                     learned_spans[file.key] = learned
     times.put(learned_spans)
-    rows = pa.concat_tables(found, promote_options="permissive").to_pandas() if found else pd.DataFrame()
+    rows = pa.concat_tables([utc_times(t) for t in found], promote_options="permissive").to_pandas() \
+        if found else pd.DataFrame()
     # main's rows found by reading may carry other ids: only the batch's own count as already on main
     ids = set(rows["event_id"].astype(str)) & set(wanted.to_pylist()) if len(rows) else set()
     return MainClashes(ids, len(files), len(to_open), read, rows)

@@ -170,3 +170,12 @@ def test_a_reading_under_another_id_is_found_in_the_batch_time_range_only(lake):
     assert list(found.rows["event_id"]) == ["a1"]  # … but a1 holds its reading; s2's row group is out of range
     assert ids_in_files(fs, [main], ["a0"], near, batch_readings=["s1\x1f1"]).ids == {"a0"}
     assert ids_in_files(fs, [main], ["new-id"], None, batch_readings=["s2\x1f0"]).rows["event_id"].tolist() == ["b0"]
+
+
+def test_rows_found_in_files_with_and_without_a_time_zone_come_back_together(lake):
+    """Spark's INT96 files read without a time zone, the audit's rewrites with UTC: one frame of both."""
+    write, fs = lake
+    files = [write("spark.parquet", _parquet(_times(0), ["a"], tz=None, int96=True)),
+             write("rewrite.parquet", _parquet(_times(1), ["b"]))]
+    found = ids_in_files(fs, files, ["a", "b"], None)
+    assert sorted(found.rows["event_id"]) == ["a", "b"] and str(found.rows["event_time"].dt.tz) == "UTC"
