@@ -64,6 +64,7 @@ class BatchPublication:
     reading_conflicts: int = 0  # the same reading, other content
     withdrawn_by_check: dict[str, int] = field(default_factory=dict)  # the operator's action, per failing check
     withdrawn_rows: int = 0  # offending rows an operator's action moved to quarantine
+    operator_action: bool = False  # an operator published the blocked batch (without offending rows, if any)
     rescued_rows: int = 0  # events with fields the contract does not know (kept in rescued_fields)
 
     @property
@@ -127,7 +128,7 @@ def publish_batch(lakefs: LakeFSResource, branch: str, reference: ReferenceIds, 
     if result.failed and without_offending_rows:
         offending = offending_rows(kept, station_ids=reference.stations, vehicle_model_ids=reference.vehicle_models)
         kept, withdrawn = kept.drop(index=offending.index), pd.concat([withdrawn, offending])
-        result.withdrawn_rows = len(offending)
+        result.withdrawn_rows, result.operator_action = len(offending), True
         result.withdrawn_by_check = dict(Counter(str(r).split(":", 1)[0] for r in offending))
         result.outcomes = run_audit(1.0)  # the operator accepts whatever share this quarantines
     result.rows = len(kept)
@@ -141,10 +142,12 @@ def publish_batch(lakefs: LakeFSResource, branch: str, reference: ReferenceIds, 
               f"{ingest.AUDIT}resent_readings_dropped": str(result.resent_dropped),
               f"{ingest.AUDIT}reading_conflicts_quarantined": str(result.reading_conflicts),
               f"{ingest.AUDIT}published_rows": str(result.rows)}
-    if result.withdrawn_rows:
+    # Recorded even when no row offends (a batch blocked by its quarantine share alone): the operator
+    # accepted the share, and the merge commit says who did.
+    if result.operator_action:
         counts |= {f"{ingest.AUDIT}action": OPERATOR_ACTION, f"{ingest.AUDIT}withdrawn_rows": str(result.withdrawn_rows)}
     note = (f"without {result.withdrawn_rows} offending rows (moved to quarantine by operator action "
-            f"{OPERATOR_ACTION})" if result.withdrawn_rows else "")
+            f"{OPERATOR_ACTION})" if result.operator_action else "")
     if len(copies.dropped) or len(withdrawn):
         withdraw_rows(lakefs, commit, paths, events, copies.dropped, withdrawn,
                       f"audit: drop {len(copies.duplicates)} exact copies and {len(copies.resent)} re-sent readings, "
