@@ -271,7 +271,9 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
         spans = known.get(file.key)
         learned = None
         with parquet.make_fragment(file.path, filesystem=filesystem, file_size=file.size).open() as source:
-            reader = pq.ParquetFile(source, pre_buffer=False, coerce_int96_timestamp_unit="us")
+            # pre_buffer: the key columns of a read (event_id, session_id, seq) come in one coalesced
+            # request to the S3 gateway, not one round trip each
+            reader = pq.ParquetFile(source, pre_buffer=True, coerce_int96_timestamp_unit="us")
             if spans is None:
                 found = statistics_spans(reader.metadata)
                 if intervals is not None:  # learn what the footer does not say from the column itself
