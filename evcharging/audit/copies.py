@@ -107,7 +107,9 @@ def _match(rows: pd.DataFrame, keys: pd.Series, mine: pd.Series, originals: dict
 
 
 def _arrival_order(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows.sort_values(["kafka_partition", "kafka_offset"], kind="stable")
+    """``rows`` by Kafka partition, then offset (a file written around the stream may lack them)."""
+    columns = [c for c in ("kafka_partition", "kafka_offset") if c in rows]
+    return rows.sort_values(columns, kind="stable") if columns else rows
 
 
 def find_copies(events: pd.DataFrame, on_main: pd.DataFrame) -> Copies:

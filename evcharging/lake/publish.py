@@ -7,8 +7,9 @@ so that many small batches cost one run start-up).
 Before the audit, exact copies of events (within the batch or already on main) and readings
 ``(session_id, seq)`` re-sent under another event id are set aside to be dropped, and conflicts
 (the same id or reading, other content) to be quarantined; they never block by themselves,
-conflicts count towards the quarantine share (which blocks only over enough records). Only when the batch is published are they taken out
-of its branch (:mod:`evcharging.lake.withdraw`), so a blocked batch stays as the stream wrote it.
+conflicts count towards the quarantine share (which blocks only over enough records). Only when the
+batch is published are they taken out of its branch (:mod:`evcharging.lake.withdraw`), so a blocked
+batch stays as the stream wrote it.
 
 A blocked batch is re-audited from scratch when its partition is materialized again (after the
 cause was fixed), or published by an operator without its offending rows (``without_offending_rows``):
@@ -18,11 +19,10 @@ share, and the merge commit records the action.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
-
-from collections import Counter
 
 from evcharging.audit.checks import CheckOutcome, audit, offending_rows
 from evcharging.audit.counts import Counts, batch_counts
