@@ -47,3 +47,15 @@ def sum_counts(many: Iterable[Counts]) -> Counts:
             for kind, n in kinds.items():
                 row[kind] = row.get(kind, 0) + int(n)
     return total
+
+
+def sum_runs(records: Iterable) -> Counts:
+    """The sum of ``audit_counts`` over ``ingest_batch`` materialization records (Dagster's
+    ``EventLogRecord``: ``run_id`` and ``asset_materialization.metadata``), one per run: a run over a
+    range of partitions records the same metadata on each partition's materialization."""
+    per_run = {}
+    for record in records:
+        value = record.asset_materialization.metadata.get("audit_counts")
+        if value is not None:
+            per_run[record.run_id] = value.value
+    return sum_counts(per_run.values())

@@ -1,10 +1,13 @@
 """Per-check counts: rows count only for a published batch (so sums over runs are exact), blocks
-count always, and sums add checks and kinds that are missing in one of the parts."""
+count always, sums add checks and kinds that are missing in one of the parts, and a run's counts,
+recorded on each partition it covered, are summed once."""
 
 from __future__ import annotations
 
 from evcharging.audit.checks import ERROR, WARN, CheckOutcome
-from evcharging.audit.counts import STREAM, batch_counts, sum_counts
+from types import SimpleNamespace
+
+from evcharging.audit.counts import STREAM, batch_counts, sum_counts, sum_runs
 
 BLOCKED = [CheckOutcome("quarantine_share", False, "30 %", severity=ERROR),
            CheckOutcome("contract_schema", True, "ok")]
@@ -27,3 +30,14 @@ def test_sums_over_runs_add_every_check_and_kind():
                         {"no_event_already_on_main": {"dropped": 4}}, {}])
     assert total["quarantine_share"]["blocked"] == 2 and total["no_event_already_on_main"]["dropped"] == 4
     assert total[STREAM] == {"quarantined": 0, "dropped": 0, "blocked": 0}
+
+
+def test_a_run_over_several_partitions_is_summed_once():
+    def record(run_id: str, dropped: int | None):
+        metadata = {} if dropped is None else {
+            "audit_counts": SimpleNamespace(value={"no_event_already_on_main": {"dropped": dropped}})}
+        return SimpleNamespace(run_id=run_id, asset_materialization=SimpleNamespace(metadata=metadata))
+
+    # run r1 covered three partitions (the same metadata on each), r2 one; r0 predates the counts
+    records = [record("r1", 4), record("r1", 4), record("r1", 4), record("r2", 1), record("r0", None)]
+    assert sum_runs(records)["no_event_already_on_main"]["dropped"] == 5

@@ -24,6 +24,7 @@ import dagster as dg
 import pytest
 
 from evcharging.audit.copies import READING_CONFLICT_IN_BATCH, READING_CONFLICT_WITH_MAIN, reason_kind
+from evcharging.audit.counts import sum_runs
 from evcharging.defs.lake.assets import ingest_batch, lake_main
 from evcharging.defs.lake.partitions import ingest_batches
 from evcharging.lake.ingest import event_ids_on_main
@@ -235,3 +236,6 @@ def test_a_bad_share_of_thousands_blocks_the_batch_alone_and_the_operator_publis
     assert merge.metadata["evcharging.audit.withdrawn_rows"] == "0"
     assert event_ids_on_main(lake, ["2026-01-05"]) == _ids(good) | _ids(behind)
     _balances(lake)
+    # Summed over the instance's runs (the range run recorded its counts on both partitions): once each.
+    total = sum_runs(instance.fetch_materializations(dg.AssetKey("ingest_batch"), limit=100).records)
+    assert total["quarantine_share"]["blocked"] == 1 and total["stream"]["quarantined"] == 900
