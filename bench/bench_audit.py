@@ -11,8 +11,9 @@ plus ``--duplicates`` events copied from an earlier file (a replay). For each en
 
 * **old** — ``event_ids_on_main``: list main's files of the batch's dates, read every event_id;
 * **new, cold** — ``batch_ids_on_main`` knowing nothing of main's files: one listing, every file
-  opened in parallel (footer; for INT96 also the event_time column), event_id read only where
-  the event_time range overlaps the batch, only the batch's ids kept;
+  opened in parallel (footer; for INT96 also the event_time column), event_id, session_id and seq
+  read only where the event_time range overlaps the batch (ids and readings are looked up at once),
+  only the rows of the batch's ids and readings kept;
 * **new, warm** — the same with the files' time spans an earlier audit learned (the SQLite store
   ``ingest_batch`` keeps): only files in the batch's time range are opened;
 

@@ -111,7 +111,11 @@ class Settings(BaseSettings):
                          "it gives up with one message.")
 
     # --- write-audit-publish ----------------------------------------------------------------------
-    audit_max_quarantine_share: float = Field(0.05, description="Above this share of quarantined records a batch is not merged.")
+    audit_max_quarantine_share: float = Field(
+        0.05, description="Above this share of quarantined records a batch is not merged (over enough records, below).")
+    audit_share_min_rows: int = Field(
+        200, description="The quarantine share blocks only a batch of at least this many records: in a smaller one "
+                         "a share is no evidence (one bad record of two is 50 %) and only warns.")
 
     # --- reference data --------------------------------------------------------------------------
     reference_max_rejected_share: float = Field(

@@ -3,11 +3,16 @@
 No Dagster and no lakeFS here, so each rule is tested on hand-made frames. The Dagster asset turns
 the outcomes into blocking ``AssetCheckResult``s and merges the branch only when none failed with
 severity ERROR.
+
+Per-row problems do not reach these checks as failures: the stream quarantines records that break
+the contract, and copies and conflicts (by event id or by reading) are dropped or quarantined before
+the audit (:mod:`evcharging.audit.copies`). What blocks is evidence about the batch as a whole:
+``SEVERITY`` says, per check, what it blocks on and why, and ``REMEDY`` what a person can do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -18,6 +23,39 @@ ERROR, WARN = "ERROR", "WARN"
 EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)  # before any public charging network
 MAX_FUTURE = timedelta(days=400)  # simulations may run ahead of today, not years ahead
 SAMPLE = 5  # failure examples kept per check
+
+# What each check blocks on, and why that is batch-level evidence (shown as the check's description).
+SEVERITY = {
+    "contract_schema": "Blocks the batch on any violation: the stream quarantines each record that breaks the "
+                       "contract, so a violation in its files means a writer that bypassed the stream or a contract "
+                       "change (a schema break).",
+    "reference_ids_exist": "Blocks the batch on an unknown station or vehicle model id: that is reference data behind "
+                           "the producer, not a bad row; the rows publish once MongoDB has the id.",
+    "session_sequences_consistent": "Row problems never block: a reading (session_id, seq) re-sent under another "
+                                    "event id is dropped, one with other content quarantined (both ids in its reason). "
+                                    "Blocks the batch only when SoC, energy or time go backwards within a session.",
+    "no_event_already_on_main": "Row problems never block: exact copies (the same event id and content, in the batch "
+                                "or on main) are dropped, conflicts (the same id, other content) quarantined.",
+    "event_times_plausible": "Blocks the batch on an event time before 2000 or over a year ahead: a producer clock "
+                             "or unit fault, which affects the batch rather than one reading.",
+    "quarantine_share": "Batch-level gate: warns on any quarantined record; blocks only when the share exceeds "
+                        "EVCHARGING_AUDIT_MAX_QUARANTINE_SHARE over at least EVCHARGING_AUDIT_SHARE_MIN_ROWS "
+                        "records (a share of a few records means nothing).",
+}
+# What a person can do when the check blocks: one sentence, added to the failure's description.
+_WITHOUT = ("or publish the rest with run config ops: {ingest_batch: {config: {publish_without_offending_rows: true}}} "
+            "(its offending rows go to quarantine)")
+REMEDY = {
+    "contract_schema": f"Fix the writer, then materialize the batch's partition again, {_WITHOUT}.",
+    "reference_ids_exist": "Add the missing ids to the reference data (materialize mongodb/stations or "
+                           f"mongodb/vehicles), then materialize the batch's partition again, {_WITHOUT}.",
+    "session_sequences_consistent": f"Fix the producer's sequence and materialize the partition again, {_WITHOUT}.",
+    "no_event_already_on_main": "Materialize the batch's partition again (main moved meanwhile).",
+    "event_times_plausible": f"Fix the producer's clock, then materialize the partition again, {_WITHOUT}.",
+    "quarantine_share": "Read the quarantined records (asset lake_quarantine, or the branch's quarantine/events in "
+                        "lakeFS); if they are acceptable, materialize the partition with run config ops: {ingest_batch: "
+                        "{config: {publish_without_offending_rows: true}}} to publish the rest; else fix the producer.",
+}
 
 
 @dataclass(frozen=True)
@@ -80,11 +118,13 @@ def check_reference_ids(events: pd.DataFrame, station_ids: set[str], vehicle_mod
                         f"all {events['station_id'].nunique()} stations and vehicle models are in MongoDB")
 
 
-def check_session_sequences(events: pd.DataFrame) -> CheckOutcome:
+def check_session_sequences(events: pd.DataFrame, resent: int = 0, conflicts: int = 0) -> CheckOutcome:
     """Within the batch: no (session, seq) twice, and SoC, energy and time never go backwards with seq.
 
-    A session may span batches, so only the events present are compared with each other.
+    Repeated readings were taken out before (see ``evcharging.audit.copies``); ``resent`` and
+    ``conflicts`` say how many. A session may span batches, so only the events present are compared.
     """
+    meta = {"resent_readings_dropped": resent, "reading_conflicts_quarantined": conflicts}
     problems = []
     dup = events.duplicated(["session_id", "seq"], keep=False)
     if dup.any():
@@ -98,9 +138,11 @@ def check_session_sequences(events: pd.DataFrame) -> CheckOutcome:
             problems.append(f"{column} decreases within {ordered.loc[back, 'session_id'].nunique()} sessions, "
                             f"e.g. {ordered.loc[back, 'session_id'].iloc[0]}")
     if problems:
-        return CheckOutcome("session_sequences_consistent", False, "; ".join(problems))
+        return CheckOutcome("session_sequences_consistent", False, "; ".join(problems), metadata=meta)
+    copies = f"; {resent} re-sent readings dropped, {conflicts} conflicting readings quarantined" \
+        if resent or conflicts else ""
     return CheckOutcome("session_sequences_consistent", True,
-                        f"{events['session_id'].nunique()} sessions ordered and monotonic")
+                        f"{events['session_id'].nunique()} sessions ordered and monotonic{copies}", metadata=meta)
 
 
 def check_not_on_main(events: pd.DataFrame, ids_on_main: set[str], duplicates: int = 0, conflicts: int = 0) -> CheckOutcome:
@@ -132,27 +174,43 @@ def check_event_times(events: pd.DataFrame, now: datetime | None = None) -> Chec
                         metadata={"first_event": str(times.min()), "last_event": str(times.max())})
 
 
-def check_quarantine_share(valid: int, quarantined: int, max_share: float) -> CheckOutcome:
-    share = quarantined / max(valid + quarantined, 1)
-    meta = {"quarantined_rows": quarantined, "quarantine_share": round(share, 6), "max_share": max_share}
+def check_quarantine_share(valid: int, quarantined: int, max_share: float, min_rows: int = 0) -> CheckOutcome:
+    """The share of the batch's records that were quarantined: a warning whenever there are some; it
+    blocks above ``max_share`` only over at least ``min_rows`` records, where a share is evidence
+    about the batch (one bad record of two is 50 % and says nothing)."""
+    total = valid + quarantined
+    share = quarantined / max(total, 1)
+    meta = {"quarantined_rows": quarantined, "quarantine_share": round(share, 6), "max_share": max_share,
+            "min_rows": min_rows}
     if quarantined == 0:
         return CheckOutcome("quarantine_share", True, "no quarantined records", metadata=meta)
-    text = f"{quarantined} of {valid + quarantined} records quarantined ({share:.2%}; limit {max_share:.2%})"
-    return CheckOutcome("quarantine_share", False, text, severity=ERROR if share > max_share else WARN, metadata=meta)
+    text = f"{quarantined} of {total} records quarantined ({share:.2%}; limit {max_share:.2%}"
+    if total < min_rows:
+        return CheckOutcome("quarantine_share", False, f"{text} applies from {min_rows} records)", severity=WARN,
+                            metadata=meta)
+    return CheckOutcome("quarantine_share", False, text + ")", severity=ERROR if share > max_share else WARN,
+                        metadata=meta)
+
+
+def with_remedy(outcome: CheckOutcome) -> CheckOutcome:
+    """A blocking failure with what a person can do about it appended (other outcomes as they are)."""
+    if not outcome.blocks:
+        return outcome
+    return replace(outcome, description=f"{outcome.description}. What to do: {REMEDY[outcome.name]}")
 
 
 def audit(events: pd.DataFrame, *, station_ids: set[str], vehicle_model_ids: set[str], ids_on_main: set[str],
           quarantined: int, max_quarantine_share: float, now: datetime | None = None, duplicates: int = 0,
-          conflicts: int = 0) -> list[CheckOutcome]:
-    """Every check on one batch, in a stable order."""
-    return [
+          conflicts: int = 0, resent: int = 0, reading_conflicts: int = 0, share_min_rows: int = 0) -> list[CheckOutcome]:
+    """Every check on one batch, in a stable order; a blocking failure says what to do about it."""
+    return [with_remedy(o) for o in (
         check_contract_schema(events),
         check_reference_ids(events, station_ids, vehicle_model_ids),
-        check_session_sequences(events),
+        check_session_sequences(events, resent, reading_conflicts),
         check_not_on_main(events, ids_on_main, duplicates, conflicts),
         check_event_times(events, now),
-        check_quarantine_share(len(events), quarantined, max_quarantine_share),
-    ]
+        check_quarantine_share(len(events), quarantined, max_quarantine_share, share_min_rows),
+    )]
 
 
 CHECK_NAMES = ("contract_schema", "reference_ids_exist", "session_sequences_consistent", "no_event_already_on_main",

@@ -1,15 +1,19 @@
-"""Which of a batch's event ids main already holds, at a cost that follows the batch, not main.
+"""Which of a batch's event ids and readings main already holds, at a cost that follows the batch, not main.
 
 A repeated event id is the same (run, session, seq), and the simulator is deterministic (a re-run
 of the same settings gives every event id the same event_time), so a repeat has its original's
 event_time, hence its event_date: only main's files of the batch's dates can hold it, and of those
-only row groups whose event_time range overlaps the batch's times. The ranges come from Parquet
+only row groups whose event_time range overlaps the batch's times. A reading ``(session_id, seq)``
+re-sent under another event id has its original's event_time too (only the id differs), so the
+same row groups are searched for it, in the same pass. The ranges come from Parquet
 footer statistics (TIMESTAMP_MICROS) or, where there are none (INT96, older files), from the
 event_time column itself, read once per file: either way they are learned once per file and kept
 in a ``FileTimes`` store keyed by the object's identity (lakeFS never rewrites an object in place),
 so an audit lists main's files and opens only the new ones and those in the batch's time range.
 
-Not looked for: a run id given explicitly (``--run-id``) and reused with other settings gives the
+Not looked for: a reading on main whose conflicting copy in the batch has another event_time
+outside every row group the batch's times reach (both readings are kept; the session's sequence
+shows it). And a run id given explicitly (``--run-id``) and reused with other settings gives the
 same ids to different events at other times; that is an id collision, not a repeat (the full read
 of main's dates this replaces caught it only when both fell on the same date).
 """
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from evcharging.audit.copies import READING, reading_keys
 from evcharging.contracts import LAKE_EVENTS_PATH
 from evcharging.lake.ingest import arrow_filesystem
 from evcharging.resources.lakefs import LakeFSResource
@@ -42,13 +47,14 @@ class MainFile:
 
 @dataclass(frozen=True)
 class MainClashes:
-    """The batch's event ids that main already holds, their rows there, and what finding them cost."""
+    """The batch's event ids that main already holds, their rows there (also those holding one of the
+    batch's readings under another id), and what finding them cost."""
 
     ids: set[str]
     files: int  # main's Parquet files on the batch's event dates
     files_opened: int  # files whose footer was read: new to the store, or in the batch's time range
     files_read: int  # files whose event_id column was read (in the batch's time range, or of unknown range)
-    rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # main's rows of those ids (to compare content)
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # main's rows of those ids and readings (to compare)
 
 
 class FileTimes:
@@ -205,16 +211,44 @@ def groups_in_range(spans: list[Span], intervals: list[tuple[int, int]] | None) 
     return [g for g, lo, hi in spans if intervals is None or overlaps(intervals, lo, hi)]
 
 
+def utc_times(table):
+    """``table`` with every timestamp column without a time zone marked UTC: Spark's INT96 files read
+    without one, the audit's rewrites (which keep pyarrow's schema) with one, and rows of both kinds
+    are concatenated. Everything this project writes is UTC."""
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) and f.type.tz is None:
+            table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp(f.type.unit, tz="UTC")))
+    return table
+
+
+def _wanted(table, ids, readings):
+    """Which rows of ``table`` (an Arrow table with event_id, and session_id and seq when it has them)
+    hold one of ``ids`` or one of ``readings`` (keys as :func:`evcharging.audit.copies.reading_keys`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mask = pc.fill_null(pc.is_in(table["event_id"].cast(pa.string()), value_set=ids), False)
+    if readings is not None and len(readings) and set(READING) <= set(table.column_names):
+        keys = pc.binary_join_element_wise(table["session_id"].cast(pa.string()), table["seq"].cast(pa.string()),
+                                           "\x1f")
+        mask = pc.or_(mask, pc.fill_null(pc.is_in(keys, value_set=readings), False))
+    return mask
+
+
 def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[tuple[int, int]] | None,
-                 times: FileTimes | None = None, threads: int = MAIN_READ_THREADS) -> MainClashes:
-    """Which of ``batch_ids`` the Parquet ``files`` on ``filesystem`` hold.
+                 times: FileTimes | None = None, threads: int = MAIN_READ_THREADS,
+                 batch_readings=None) -> MainClashes:
+    """Which of ``batch_ids`` (and of ``batch_readings``, reading keys) the Parquet ``files`` on
+    ``filesystem`` hold.
 
     A file whose spans ``times`` knows, none overlapping ``intervals``, is not opened. Any other
     file is opened (its size from the listing spares a HEAD request): its spans come from the
     footer, or for row groups without statistics from reading event_time (once; then they are in
     ``times``), and event_id is read only for row groups that overlap. ``intervals`` None means the
     batch has events of unknown time: every row group is read. Only a row group holding one of the
-    ids is read whole, for the rows of those ids (copies are rare, and their content is compared).
+    ids or readings is read whole, for their rows (copies are rare, and their content is compared).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -224,6 +258,7 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
     import pyarrow.parquet as pq
 
     wanted = pc.unique(pa.array(batch_ids, pa.string()))
+    readings = pc.unique(pa.array(list(batch_readings), pa.string())) if batch_readings is not None else None
     if not len(wanted) or not files:
         return MainClashes(set(), len(files), 0, 0)
     times = times if times is not None else FileTimes()
@@ -236,7 +271,9 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
         spans = known.get(file.key)
         learned = None
         with parquet.make_fragment(file.path, filesystem=filesystem, file_size=file.size).open() as source:
-            reader = pq.ParquetFile(source, pre_buffer=False, coerce_int96_timestamp_unit="us")
+            # pre_buffer: the key columns of a read (event_id, session_id, seq) come in one coalesced
+            # request to the S3 gateway, not one round trip each
+            reader = pq.ParquetFile(source, pre_buffer=True, coerce_int96_timestamp_unit="us")
             if spans is None:
                 found = statistics_spans(reader.metadata)
                 if intervals is not None:  # learn what the footer does not say from the column itself
@@ -251,11 +288,13 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
             groups = list(range(reader.metadata.num_row_groups)) if spans is None else groups_in_range(spans, intervals)
             if not groups:
                 return None, False, learned
-            ids = reader.read_row_groups(groups, columns=["event_id"], use_threads=False).column(0).cast(pa.string())
-            if not pc.any(pc.is_in(ids, value_set=wanted)).as_py():
+            names = reader.schema_arrow.names
+            key_columns = ["event_id", *(c for c in READING if readings is not None and c in names)]
+            keys = reader.read_row_groups(groups, columns=key_columns, use_threads=False)
+            if not pc.any(_wanted(keys, wanted, readings)).as_py():
                 return None, True, learned
             rows = reader.read_row_groups(groups, use_threads=False)
-        return rows.filter(pc.is_in(rows["event_id"].cast(pa.string()), value_set=wanted)), True, learned
+        return rows.filter(_wanted(rows, wanted, readings)), True, learned
 
     found: list[pa.Table] = []
     read = 0
@@ -269,8 +308,10 @@ def ids_in_files(filesystem, files: list[MainFile], batch_ids, intervals: list[t
                 if learned is not None:
                     learned_spans[file.key] = learned
     times.put(learned_spans)
-    rows = pa.concat_tables(found, promote_options="permissive").to_pandas() if found else pd.DataFrame()
-    ids = set(rows["event_id"].astype(str)) if len(rows) else set()
+    rows = pa.concat_tables([utc_times(t) for t in found], promote_options="permissive").to_pandas() \
+        if found else pd.DataFrame()
+    # main's rows found by reading may carry other ids: only the batch's own count as already on main
+    ids = set(rows["event_id"].astype(str)) & set(wanted.to_pylist()) if len(rows) else set()
     return MainClashes(ids, len(files), len(to_open), read, rows)
 
 
@@ -287,7 +328,8 @@ def main_files(lakefs: LakeFSResource, ref: str, event_dates) -> list[MainFile]:
 def batch_ids_on_main(lakefs: LakeFSResource, events: pd.DataFrame, times: FileTimes | None = None,
                       threads: int = MAIN_READ_THREADS) -> MainClashes:
     """The event ids of ``events`` (one batch, as :func:`read_events` gives it) that main already
-    holds, exactly, reading main only where the batch's event times are (see above). ``times``
+    holds, exactly, and main's rows of them and of the batch's readings under other ids, reading
+    main only where the batch's event times are (see above). ``times``
     keeps the files' time spans between calls; main is read at one commit, so a merge meanwhile
     cannot tear it.
     """
@@ -302,4 +344,6 @@ def batch_ids_on_main(lakefs: LakeFSResource, events: pd.DataFrame, times: FileT
     # An event without a readable time could repeat one at any time of its date: read all of it.
     intervals = None if event_times.isna().any() else batch_time_intervals(event_times)
     head = lakefs.repo().branch(lakefs.default_branch).get_commit().id
-    return ids_in_files(arrow_filesystem(lakefs), main_files(lakefs, head, dates), batch_ids, intervals, times, threads)
+    readings = reading_keys(events).dropna()
+    return ids_in_files(arrow_filesystem(lakefs), main_files(lakefs, head, dates), batch_ids, intervals, times, threads,
+                        batch_readings=readings)

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
+from evcharging.audit.copies import reason_kind
 from evcharging.contracts import QUARANTINE_PATH
 from evcharging.lake.ingest import arrow_filesystem
 from evcharging.resources.lakefs import LakeFSResource
@@ -45,8 +46,9 @@ def safe_preview(value: bytes | None, limit: int = PREVIEW_BYTES) -> str:
 
 
 def split_reasons(reason: str) -> list[str]:
-    """The broken rules of one record (the stream joins them with ``; ``)."""
-    return [r for r in (part.strip() for part in reason.split("; ")) if r]
+    """The broken rules of one record (the stream joins them with ``; ``), without per-record details
+    in brackets (the event ids of a conflicting reading), so that records are counted by rule."""
+    return [r for r in (reason_kind(part) for part in reason.split("; ")) if r]
 
 
 def quarantine_files(lakefs: LakeFSResource, commit_id: str) -> list[str]:

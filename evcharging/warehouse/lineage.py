@@ -28,7 +28,7 @@ class MergedBatch:
     ranges: Ranges
     valid_rows: int  # events it published on main
     quarantined_rows: int  # by the stream, and by the publish (conflicts, rows an operator withdrew)
-    dropped_rows: int  # records the publish dropped as exact copies of events already kept
+    dropped_rows: int  # records the publish dropped as copies of events or readings already kept
 
     @property
     def kafka_records(self) -> int:
@@ -39,8 +39,8 @@ def merged_batch(commit_id: str, metadata: dict[str, str]) -> MergedBatch | None
     """The batch a merge commit published, or None for any other commit.
 
     The stream recorded its valid and quarantined records; the publish, what it did with the valid
-    ones: the rows it published, exact copies it dropped, conflicts and (by operator action) offending
-    rows it moved to quarantine."""
+    ones: the rows it published, exact copies and re-sent readings it dropped, conflicts (by event id
+    and by reading) and (by operator action) offending rows it moved to quarantine."""
     branch = metadata.get(f"{META}ingest_branch")
     if not branch:
         return None
@@ -52,8 +52,8 @@ def merged_batch(commit_id: str, metadata: dict[str, str]) -> MergedBatch | None
         ranges={f"{topic}:{p}": [[int(lo), int(hi)]] for p, (lo, hi) in offsets.items()},
         valid_rows=audit("published_rows", metadata.get(f"{META}valid_rows", 0)),
         quarantined_rows=int(metadata.get(f"{META}quarantined_rows", 0)) + audit("conflicts_quarantined")
-        + audit("withdrawn_rows"),
-        dropped_rows=audit("duplicates_dropped"))
+        + audit("reading_conflicts_quarantined") + audit("withdrawn_rows"),
+        dropped_rows=audit("duplicates_dropped") + audit("resent_readings_dropped"))
 
 
 def merged_batches(repo, since: str | None, until: str) -> list[MergedBatch]:

@@ -1,4 +1,5 @@
-"""Each audit rule passes a clean batch and fails, naming the reason, on the fault it exists for."""
+"""Each audit rule passes a clean batch and fails, naming the reason, on the fault it exists for; a
+blocking failure says what to do; the quarantine share blocks only over enough records."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from evcharging.audit.checks import WARN, audit, check_quarantine_share
+from evcharging.audit.checks import CHECK_NAMES, REMEDY, SEVERITY, WARN, audit, check_quarantine_share
 from evcharging_tests.factories import session_events
 
 NOW = datetime(2026, 1, 6, tzinfo=UTC)
@@ -68,6 +69,21 @@ def test_quarantine_share_warns_then_blocks():
     warn = check_quarantine_share(100, 2, 0.05)
     assert not warn.passed and warn.severity == WARN and not warn.blocks
     assert check_quarantine_share(100, 20, 0.05).blocks
+
+
+def test_quarantine_share_of_a_small_batch_only_warns():
+    small = check_quarantine_share(1, 1, 0.05, min_rows=200)  # one conflict of two records
+    assert not small.passed and not small.blocks and "applies from 200 records" in small.description
+    assert check_quarantine_share(2100, 900, 0.05, min_rows=200).blocks  # 30 % of thousands
+    assert check_quarantine_share(189, 11, 0.05, min_rows=200).blocks  # 200 records are enough
+
+
+def test_a_blocking_failure_says_what_to_do_and_every_check_its_severity():
+    assert set(SEVERITY) == set(REMEDY) == set(CHECK_NAMES)
+    share = _run(_clean(), quarantined=900, share_min_rows=200)["quarantine_share"]
+    assert share.blocks and "What to do: " in share.description and "publish_without_offending_rows" in share.description
+    warned = _run(_clean(), quarantined=1, share_min_rows=200)["quarantine_share"]
+    assert not warned.blocks and "What to do" not in warned.description
 
 
 def test_offending_rows_name_each_row_that_fails_a_row_level_check():

@@ -152,3 +152,30 @@ def test_sqlite_store_keeps_spans_between_processes_and_ignores_a_broken_file(tm
     broken.write_bytes(b"not a database" * 100)
     assert SqliteFileTimes(broken).get(["k1"]) == {}
     SqliteFileTimes(broken).put({"k1": [(0, 1, 2)]})  # no error: the lookup works without the store
+
+
+def test_a_reading_under_another_id_is_found_in_the_batch_time_range_only(lake):
+    """Main's row of a reading (session_id, seq) re-sent under a new event id comes back with the
+    rows of repeated ids, and only from the row groups the batch's times reach."""
+    write, fs = lake
+    times = _times(0, 1, 600)
+    table = pa.table({"event_id": ["a0", "a1", "b0"], "session_id": ["s1", "s1", "s2"], "seq": [0, 1, 0],
+                      "event_time": pa.array(times, pa.timestamp("us", tz="UTC"))})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=2)
+    main = write("main.parquet", buffer.getvalue())
+    near = [(US8, US8 + MIN_US)]
+    found = ids_in_files(fs, [main], ["new-id"], near, batch_readings=["s1\x1f1", "s2\x1f0"])
+    assert found.ids == set()  # none of the batch's own ids is on main …
+    assert list(found.rows["event_id"]) == ["a1"]  # … but a1 holds its reading; s2's row group is out of range
+    assert ids_in_files(fs, [main], ["a0"], near, batch_readings=["s1\x1f1"]).ids == {"a0"}
+    assert ids_in_files(fs, [main], ["new-id"], None, batch_readings=["s2\x1f0"]).rows["event_id"].tolist() == ["b0"]
+
+
+def test_rows_found_in_files_with_and_without_a_time_zone_come_back_together(lake):
+    """Spark's INT96 files read without a time zone, the audit's rewrites with UTC: one frame of both."""
+    write, fs = lake
+    files = [write("spark.parquet", _parquet(_times(0), ["a"], tz=None, int96=True)),
+             write("rewrite.parquet", _parquet(_times(1), ["b"]))]
+    found = ids_in_files(fs, files, ["a", "b"], None)
+    assert sorted(found.rows["event_id"]) == ["a", "b"] and str(found.rows["event_time"].dt.tz) == "UTC"

@@ -3,7 +3,8 @@
 Main gets two published batches: one at 08:00 (plus a session across midnight, so files in two
 event_date directories) and one at 20:00. A new batch repeating events of the first is caught,
 in both date directories, without reading the 20:00 files; a batch far from both in time reads
-no file and finds nothing; a batch repeating the 20:00 events is caught. A repeat cannot sit in a
+no file and finds nothing; a batch repeating the 20:00 events is caught, and so are the same
+readings (session_id, seq) under new event ids, from the same files. A repeat cannot sit in a
 date directory other than its original's: event_date is derived from event_time, which a repeat
 shares (the simulator is deterministic), and the lookup takes the batch's dates from its times.
 
@@ -81,6 +82,9 @@ def test_repeats_are_caught_and_only_files_in_the_batch_time_range_are_read(spar
                          + session_events(run, "later", n=3, start_ms=T0_MS + 3 * 60_000))
         far_away = _write(spark, lake, 3, session_events(run, "afternoon", n=3, start_ms=T0_MS + 6 * HOUR_MS))
         evening_again = _write(spark, lake, 4, evening[2:4])
+        # the same readings under new event ids, as a producer that makes new ids on retry sends them
+        evening_resent = _write(spark, lake, 5, [json.dumps({**json.loads(v), "event_id": f"{i:032x}"}).encode()
+                                                 for i, v in enumerate(evening[2:4])])
     finally:
         spark.conf.set("spark.sql.parquet.outputTimestampType", previous)
 
@@ -110,6 +114,12 @@ def test_repeats_are_caught_and_only_files_in_the_batch_time_range_are_read(spar
     evening_found = main_ids.batch_ids_on_main(lake, _batch(lake, evening_again), times)
     assert evening_found.ids == _ids(evening[2:4])
     assert 1 <= evening_found.files_read <= len(second)
+
+    # Readings under new ids: none of the batch's ids is on main, but main's rows of its readings come
+    # back, from the same files in the batch's time range only (the morning's are not read).
+    by_reading = main_ids.batch_ids_on_main(lake, _batch(lake, evening_resent), times)
+    assert by_reading.ids == set() and set(by_reading.rows["event_id"]) == _ids(evening[2:4])
+    assert 1 <= by_reading.files_read <= len(second)
 
     # The audit's verdict on the repeats, as ingest_batch reaches it.
     from evcharging.audit.checks import check_not_on_main

@@ -31,9 +31,11 @@ from evcharging_tests.factories import session_events
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lake(stack_settings):
-    """A lakeFS repository of the module's own: tests never merge into the developer's repository."""
+    """A lakeFS repository of the test's own: tests never merge into the developer's repository, nor
+    into each other's (their hand-made sessions reuse names like "s1", which the audit would see as
+    the same readings (session_id, seq) with other content)."""
     lakefs = scratch_repository(stack_settings, f"wap-{datetime.now():%H%M%S%f}")
     yield lakefs
     drop_repository(stack_settings, lakefs)

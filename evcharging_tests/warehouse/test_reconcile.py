@@ -134,6 +134,13 @@ def test_a_merge_commit_names_its_batch_and_other_commits_none():
     published = merged_batch("c9", {**meta, "evcharging.audit.published_rows": "11", "evcharging.audit.duplicates_dropped": "2",
                                      "evcharging.audit.conflicts_quarantined": "1"})
     assert (published.valid_rows, published.quarantined_rows, published.dropped_rows) == (11, 2, 2)
+    # And 1 reading re-sent under another event id dropped, 1 conflicting reading quarantined.
+    readings = merged_batch("c9", {**meta, "evcharging.audit.published_rows": "9", "evcharging.audit.duplicates_dropped": "2",
+                                    "evcharging.audit.conflicts_quarantined": "1",
+                                    "evcharging.audit.resent_readings_dropped": "1",
+                                    "evcharging.audit.reading_conflicts_quarantined": "1"})
+    assert (readings.valid_rows, readings.quarantined_rows, readings.dropped_rows) == (9, 3, 3)
+    assert readings.valid_rows + readings.quarantined_rows + readings.dropped_rows == batch.kafka_records
     assert merged_batch("c8", {"evcharging.batch_id": "1"}) is None
 
 

@@ -5,7 +5,8 @@ import asyncio
 import dagster as dg
 from pydantic import Field
 
-from evcharging.audit.checks import CHECK_NAMES
+from evcharging.audit.checks import CHECK_NAMES, SEVERITY
+from evcharging.audit.counts import sum_counts
 from evcharging.defs.lake.partitions import ingest_batches
 from evcharging.defs.retry import TRANSIENT_RETRY, transient_only
 from evcharging.defs.stream.assets import KAFKA_EVENTS
@@ -19,15 +20,16 @@ from evcharging.resources.mongo import MongoResource
 from evcharging.settings import load_settings
 from evcharging.warehouse.tables import markdown_table
 
-_CHECK_DOCS = {
+# What each check asserts, then (from the audit's SEVERITY) what it blocks on and why: the UI shows both.
+_CHECK_DOCS = {name: f"{what} {SEVERITY[name]}" for name, what in {
     "contract_schema": "Every event matches the contract's columns, types and value domains (pandera).",
     "reference_ids_exist": "Station ids and vehicle model ids exist in the MongoDB reference data.",
-    "session_sequences_consistent": "No (session, seq) twice; SoC, energy and time never go backwards.",
-    "no_event_already_on_main": "Exact copies of events (in the batch or on main) are dropped and counted, and "
-                                "conflicts (same id, other content) quarantined; what remains is new to main.",
+    "session_sequences_consistent": "Each reading (session_id, seq) once, on main and in the batch; SoC, energy and "
+                                    "time never go backwards.",
+    "no_event_already_on_main": "Each event id once: what remains is new to main.",
     "event_times_plausible": "Event times between 2000-01-01 and a little over a year from now.",
-    "quarantine_share": "Quarantined records warn; above EVCHARGING_AUDIT_MAX_QUARANTINE_SHARE they block.",
-}
+    "quarantine_share": "The share of the batch's records in quarantine.",
+}.items()}
 
 
 async def _reference_ids(mongo: MongoResource) -> ReferenceIds:
@@ -39,26 +41,32 @@ async def _reference_ids(mongo: MongoResource) -> ReferenceIds:
 
 def _check_results(batches: list[BatchPublication]) -> list[dg.AssetCheckResult]:
     """One result per check for the run's batches: failed if it failed for any batch (ERROR if any
-    such failure blocks), naming each batch it failed for."""
+    such failure blocks), naming each batch it failed for; each with the records it quarantined and
+    dropped and the batches it blocked in this run (``quarantined_rows``, ``dropped_rows``,
+    ``blocked_batches``)."""
     results = []
+    totals = sum_counts(b.counts for b in batches)
     for name in CHECK_NAMES:
+        counts = {"quarantined_rows": totals[name]["quarantined"], "dropped_rows": totals[name]["dropped"],
+                  "blocked_batches": totals[name]["blocked"]}
         failures = [(b, o) for b in batches for o in b.outcomes if o.name == name and not o.passed]
         audited = [o for b in batches for o in b.outcomes if o.name == name]
         if not audited:  # every batch of the run was merged earlier
-            results.append(dg.AssetCheckResult(check_name=name, passed=True, description="audited and merged earlier"))
+            results.append(dg.AssetCheckResult(check_name=name, passed=True, description="audited and merged earlier",
+                                               metadata=counts))
             continue
         if not failures:
             only = audited[0] if len(audited) == 1 else None
             results.append(dg.AssetCheckResult(
                 check_name=name, passed=True, description=only.description if only else f"passed for {len(audited)} batches",
-                metadata=only.metadata if only else {}))
+                metadata={**(only.metadata if only else {}), **counts}))
             continue
         blocking = any(o.blocks for _, o in failures)
         description = "; ".join(o.description if len(batches) == 1 else f"{b.branch}: {o.description}"
                                 for b, o in failures)
         metadata = failures[0][1].metadata if len(failures) == 1 else {"batches_failed": len(failures)}
         results.append(dg.AssetCheckResult(
-            check_name=name, passed=False, description=description[:4000], metadata=metadata,
+            check_name=name, passed=False, description=description[:4000], metadata={**metadata, **counts},
             severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN))
     return results
 
@@ -82,14 +90,20 @@ def _run_metadata(lakefs: LakeFSResource, batches: list[BatchPublication]) -> di
         "quarantined_rows": sum(b.quarantined_rows for b in batches),
         "duplicates_dropped": sum(b.duplicates_dropped for b in batches),
         "conflicts_quarantined": sum(b.conflicts_quarantined for b in batches),
+        "resent_readings_dropped": sum(b.resent_dropped for b in batches),
+        "reading_conflicts_quarantined": sum(b.reading_conflicts for b in batches),
+        # per check (and the stream): records quarantined and dropped by published batches, batches blocked;
+        # sum over runs with evcharging.audit.counts.sum_counts
+        "audit_counts": dg.MetadataValue.json(sum_counts(b.counts for b in batches)),
         "rescued_rows": sum(b.rescued_rows for b in batches),
         "withdrawn_by_operator": sum(b.withdrawn_rows for b in batches),
         "dagster/row_count": sum(b.rows for b in batches),
         "batch_table": dg.MetadataValue.md(markdown_table(
-            ["branch", "status", "events", "quarantined", "copies dropped", "conflicts", "rescued", "ingest commit",
-             "merge commit"],
+            ["branch", "status", "events", "quarantined", "copies dropped", "conflicts", "re-sent readings",
+             "reading conflicts", "rescued", "ingest commit", "merge commit"],
             [[b.branch, b.status, b.valid_rows, b.quarantined_rows, b.duplicates_dropped, b.conflicts_quarantined,
-              b.rescued_rows, b.ingest_commit[:12], (b.merge_commit or "")[:12]] for b in batches[:200]])),
+              b.resent_dropped, b.reading_conflicts, b.rescued_rows, b.ingest_commit[:12], (b.merge_commit or "")[:12]]
+             for b in batches[:200]])),
     }
     if len(batches) == 1:
         only = batches[0]
@@ -127,8 +141,9 @@ def ingest_batch(context: dg.AssetExecutionContext, config: IngestBatchConfig, l
     batches in order (each audited against main as the previous one left it). Re-materializing a
     partition already merged changes nothing; re-materializing a blocked one audits it again (after
     its cause was fixed), or, with ``publish_without_offending_rows``, publishes it without the rows
-    that fail (see the README's "When a batch is blocked"). Exact copies of events are dropped and
-    conflicts quarantined on the way, counted in the metadata and the merge commit.
+    that fail (see the README's "When a batch is blocked"). Exact copies of events and re-sent
+    readings are dropped and conflicts quarantined on the way, counted in the metadata and the merge
+    commit; ``audit_counts`` has what each check quarantined, dropped and blocked.
     """
     settings = load_settings()
     reference = asyncio.run(_reference_ids(mongo))
@@ -142,10 +157,11 @@ def ingest_batch(context: dg.AssetExecutionContext, config: IngestBatchConfig, l
     for key in keys:
         batch = publish_batch(lakefs, key, reference, file_times, settings.audit_max_quarantine_share, run_link,
                               without_offending_rows=config.publish_without_offending_rows,
-                              reaudit_blocked=len(keys) == 1)
+                              reaudit_blocked=len(keys) == 1, share_min_rows=settings.audit_share_min_rows)
         batches.append(batch)
-        if batch.status == "blocked":
-            context.log.warning(f"{key} not merged: {batch.failed}")
+        if batch.status == "blocked":  # each failure ends with what to do; the batches behind it go on
+            context.log.warning(f"{key} not merged (the next batches are published without it): "
+                                + " | ".join(f"{name}: {why}" for name, why in batch.failed.items()))
         else:
             context.log.info(f"{key}: {batch.status} ({batch.valid_rows} events; {batch.lookup or 'no audit needed'})")
     return dg.MaterializeResult(metadata=_run_metadata(lakefs, batches), check_results=_check_results(batches))
