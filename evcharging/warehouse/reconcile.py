@@ -64,6 +64,7 @@ class Reconciliation:
     runs_without_manifest: list[str]
     loads: int = 0
     unpublished: dict[str, list[list[int]]] = field(default_factory=dict)  # offsets not (yet) on main
+    ranges: dict[str, list[list[int]]] = field(default_factory=dict)  # every offset published, joined
 
     @property
     def passed(self) -> bool:
@@ -78,7 +79,7 @@ class Reconciliation:
 
         cols = ["run_id", "status", "manifest events", "warehouse events", "manifest sessions",
                 "warehouse sessions", "main reached its offsets"]
-        table = markdown_table(cols, [[r[c] for c in cols] for r in self.runs])
+        table = markdown_table(cols, [[r.get(c, "") for c in cols] for r in self.runs])
         if self.unpublished:
             table += "\n**Kafka offsets not on main yet** (batches waiting or blocked): " + ", ".join(
                 f"{k} {lo}–{hi - 1}" for k, spans in self.unpublished.items() for lo, hi in spans[:5]) + "\n"
@@ -127,11 +128,13 @@ def caught_up(manifests: dict[str, RunManifest], ranges: dict, events_topic: str
             for run, m in manifests.items()}
 
 
-def reconcile(manifests: dict[str, RunManifest], warehouse: dict[str, StageCounts], loads, events_topic: str
-              ) -> Reconciliation:
+def reconcile(manifests: dict[str, RunManifest], warehouse: dict[str, StageCounts], loads, events_topic: str,
+              earlier: dict | None = None) -> Reconciliation:
     """Compare every run's manifest with the warehouse, and check each load's chain (see the module
-    docstring). ``loads``: :class:`evcharging.warehouse.load.LoadReport` rows of ``load_log``."""
-    ranges = union_ranges(*(json.loads(load.kafka_ranges) for load in loads))
+    docstring). ``loads``: :class:`evcharging.warehouse.load.LoadReport` rows of ``load_log``;
+    ``earlier``: the offsets the loads reconciled before published (their joined ranges), so that a
+    reconciliation can take only the loads since the last one."""
+    ranges = union_ranges(earlier or {}, *(json.loads(load.kafka_ranges) for load in loads))
     differences = _load_differences(loads)
     for key, spans in overlaps(ranges).items():
         differences.append(Difference(f"kafka {key}", f"offsets published twice {spans[:3]}", 0,
@@ -150,7 +153,7 @@ def reconcile(manifests: dict[str, RunManifest], warehouse: dict[str, StageCount
             "main reached its offsets": "yes" if reached[run_id] else "not yet",
             "status": "exact" if not run_diffs else "in flight" if all(d.in_flight for d in run_diffs) else "MISMATCH"})
     return Reconciliation(summary, differences, sorted(set(warehouse) - set(manifests)), loads=len(loads),
-                          unpublished=holes(ranges))
+                          unpublished=holes(ranges), ranges=ranges)
 
 
 # --- what is recorded ------------------------------------------------------------------------------
@@ -212,16 +215,20 @@ def _stage(wh, events_sql: str, sessions_sql: str) -> dict[str, StageCounts]:
     return dict(counts)
 
 
-def recorded_stage(wh, database: str) -> dict[str, StageCounts]:
+def recorded_stage(wh, database: str, runs: set[str] | None = None) -> dict[str, StageCounts]:
     """The warehouse's counts per run as the loads and sessions passes recorded them (``load_counts``,
-    ``session_counts``): a few rows per load, whatever the size of the facts. What the recurring
-    reconciliation uses; :func:`warehouse_stage` counts the facts themselves (the full audit)."""
+    ``session_counts``, both sorted by run): a few rows per load of the ``runs`` asked for (all when
+    None), whatever the size of the facts. What the recurring reconciliation uses;
+    :func:`warehouse_stage` counts the facts themselves (the full audit)."""
     from evcharging.warehouse.schema import qualified
 
+    where = "1" if runs is None else "run_id IN (" + ", ".join(f"'{r}'" for r in sorted(runs)) + ")"
+    if runs is not None and not runs:
+        return {}
     return _stage(wh, f"SELECT run_id, event_type, sum(events), sum(distinct_events) "
-                      f"FROM {qualified(database, 'load_counts')} FINAL GROUP BY run_id, event_type",
+                      f"FROM {qualified(database, 'load_counts')} FINAL WHERE {where} GROUP BY run_id, event_type",
                   f"SELECT run_id, sum(sessions), sum(sessions) "
-                  f"FROM {qualified(database, 'session_counts')} FINAL GROUP BY run_id")
+                  f"FROM {qualified(database, 'session_counts')} FINAL WHERE {where} GROUP BY run_id")
 
 
 def warehouse_stage(wh, database: str) -> dict[str, StageCounts]:

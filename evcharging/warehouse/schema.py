@@ -139,6 +139,15 @@ TABLES: dict[str, str] = {
     sessions UInt64,
     counted_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(counted_at) ORDER BY (run_id, pass_commit)""",
+    # One row per reconciliation: the newest load it covered, the offsets published so far (joined
+    # ranges), the runs found exact and the loads' open differences; the next one starts from here.
+    "reconcile_log": """(
+    reconciled_at DateTime64(3, 'UTC'),
+    through DateTime64(3, 'UTC'),
+    ranges String,
+    exact_runs Array(String),
+    load_differences String
+) ENGINE = MergeTree ORDER BY reconciled_at""",
     # Per mart, the newest sessions pass (session_log.sessionized_at) whose days it has recomputed.
     "mart_log": """(
     mart String,
