@@ -5,16 +5,22 @@ the hot path: a row-wise Python validator runs at ~70,000 events/s per core, Spa
 several times faster). The reasons mirror ``simulator.events.validate``, so a record the
 simulator would reject is quarantined here with the same words. Keys the contract does not know are
 no reason: they are rescued into ``rescued_fields`` (JSON), as ``simulator.events.rescued_fields``.
+Avro records (``simulator.avro``) share the topic: decoded in ``transforms.avro``, then checked by
+the same rules, their writer's extra fields rescued the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from evcharging.contracts import END_REASONS, EVENT_TYPES, FIELDS, RESCUED_COLUMN, lake_event_columns, spark_event_schema
+from evcharging.transforms.avro import decode_avro, is_avro_record
+from simulator.avro import load_schemas
 
 _TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 _NUMBER_KINDS = ("int", "float")
@@ -82,15 +88,16 @@ def canonical_json_pattern() -> str:
     return r"^\{" + ",".join(parts) + r"\}$"
 
 
-def _plainly_valid(raw: Column, event: Column, rules: list[tuple[Column, Column | str]]) -> Column:
+def _plainly_valid(shape: Column, event: Column, rules: list[tuple[Column, Column | str]]) -> Column:
     """A cheap test passed by nearly every valid record and by no invalid one, with one parse.
 
-    The record has the reference encoding's shape (:func:`canonical_json_pattern`), every
-    non-nullable value parsed, and no rule broken. Only the records it rejects pay for the key parse
-    and the per-field diagnosis, which still finds the valid ones among them (say, JSON with spaces
-    after the colons, an older producer's event, or a newer one's with fields to rescue).
+    The record has the expected ``shape`` (JSON: the reference encoding's, see
+    :func:`canonical_json_pattern`; Avro: a known schema, decoded to its last byte), every
+    non-nullable value is there, and no rule is broken. Only the records it rejects pay for the key
+    parse and the per-field diagnosis, which still finds the valid ones among them (say, JSON with
+    spaces after the colons, an older producer's event, or a newer one's with fields to rescue).
     """
-    conditions = [raw.rlike(canonical_json_pattern()),
+    conditions = [shape,
                   *[event[f.name].isNotNull() for f in FIELDS if not f.nullable],
                   *[~broken for broken, _ in rules]]
     return reduce(lambda a, b: a & b, conditions)
@@ -111,48 +118,65 @@ def _rescued(raw: Column, plain: Column, unknown: Column) -> Column:
     return F.when(plain, F.lit(None)).when(F.size(unknown) > 0, F.to_json(entries))
 
 
-def classify_records(records: DataFrame) -> DataFrame:
+def classify_records(records: DataFrame, avro_schemas: Mapping[int, Mapping[str, Any]] | None = None) -> DataFrame:
     """Kafka rows (``value`` binary, ``partition``, ``offset``, …) → one row each with the parsed
     ``event`` struct, ``reason`` (every broken rule, ``; ``-separated; null = valid) and
     ``rescued_fields`` (the unknown keys as JSON, null when none).
 
-    One JSON parse per record: ``from_json`` into the contract's struct. The keys are parsed only
-    for the few records the plain test rejects (other formatting, an older or newer producer, a
-    broken record); ``bench/bench_stream.py`` measures both ways.
+    Each record is read by its first byte: the magic byte 0 is Avro in Confluent's wire format,
+    decoded with the writer schema its id names (``avro_schemas``, default: the repository's,
+    ``simulator.avro.load_schemas``); anything else is JSON. One JSON parse per record:
+    ``from_json`` into the contract's struct; the keys are parsed only for the few records the plain
+    test rejects (other formatting, an older or newer producer, a broken record).
+    ``bench/bench_stream.py`` measures each way.
     """
-    raw = F.col("value").cast("string")
+    records, avro = decode_avro(records, load_schemas() if avro_schemas is None else avro_schemas)
+    value = F.col("value")
+    is_avro = is_avro_record(value)
+    raw = value.cast("string")
     # No corrupt-record column (it costs a third of the parse): broken JSON shows as null keys below,
     # and a value of the wrong type as a null field, which the checks report.
-    event = F.from_json(raw, spark_event_schema(), {"mode": "PERMISSIVE"})
-    parsed = records.withColumn("_raw", raw).withColumn("event", event)
-    raw_c, event_c = F.col("_raw"), F.col("event")
+    event = F.when(is_avro, avro.event).otherwise(F.from_json(raw, spark_event_schema(), {"mode": "PERMISSIVE"}))
+    parsed = records.withColumn("_raw", raw).withColumn("_avro", is_avro).withColumn("event", event)
+    raw_c, avro_c, event_c = F.col("_raw"), F.col("_avro"), F.col("event")
     rules = _rule_checks(event_c)
-    plain = F.coalesce(_plainly_valid(raw_c, event_c, rules), F.lit(False))
+    shape = F.when(avro_c, avro.complete).otherwise(raw_c.rlike(canonical_json_pattern()))
+    plain = F.coalesce(_plainly_valid(shape, event_c, rules), F.lit(False))
     # Null when the value is not a JSON object. json_object_keys (like from_json) reads the first
     # JSON value only and ignores what follows it, so the record must also end with that object.
-    # Inside the branch: only the records the plain test rejects are parsed a second time.
-    keys = F.when(~F.col("_plain"), F.when(F.rtrim(raw_c).endswith("}"), F.json_object_keys(raw_c)))
+    # Inside the branch: only the JSON records the plain test rejects are parsed a second time.
+    keys = F.when(~F.col("_plain") & ~avro_c, F.when(F.rtrim(raw_c).endswith("}"), F.json_object_keys(raw_c)))
     with_parts = parsed.withColumn("_plain", plain).withColumn("_keys", keys)
     plain_c, keys_c = F.col("_plain"), F.col("_keys")
     unknown = F.array_except(keys_c, _contract_keys())
+    first_byte = F.ascii(raw_c)  # 0 for Avro; JSON opens with '{' or white space
+    text = first_byte.isin(9, 10, 13) | first_byte.between(32, 126)
+    bad_magic = ~avro_c & (F.octet_length(value) > 0) & ~text
     structural = [
         _when(raw_c.isNull(), "empty record"),
-        _when(keys_c.isNull(), "not a JSON object"),
+        _when(bad_magic, F.concat(F.lit("unknown magic byte 0x"), F.lower(F.hex(value.substr(1, 1))),
+                                  F.lit(": neither Avro (0) nor JSON ('{')"))),
+        _when(~avro_c & ~bad_magic & keys_c.isNull(), "not a JSON object"),
+        *avro.reasons,
     ]
-    # Field and rule checks only mean something for a JSON object. concat_ws skips the nulls (the
-    # checks that passed); it is code-generated, where an array filter would run interpreted.
+    # Field and rule checks only mean something for a JSON object or a decoded Avro record.
+    # concat_ws skips the nulls (the checks that passed); it is code-generated, where an array
+    # filter would run interpreted.
     is_object = keys_c.isNotNull()
-    detailed = [F.when(is_object, check) for check in
-                (*_field_reasons(raw_c, keys_c, event_c), *[_when(broken, why) for broken, why in rules])]
+    detailed = [*[F.when(is_object, check) for check in _field_reasons(raw_c, keys_c, event_c)],
+                *[F.when(is_object | avro.decoded, _when(broken, why)) for broken, why in rules]]
     diagnosis = F.concat_ws("; ", *structural, *detailed)
     reason = F.when(plain_c, F.lit(None)).otherwise(F.when(diagnosis != "", diagnosis))
-    return (with_parts.withColumn("reason", reason.cast("string"))
-            .withColumn(RESCUED_COLUMN, _rescued(raw_c, plain_c, unknown)).drop("_keys", "_plain"))
+    rescued = F.when(avro_c, avro.rescued).otherwise(_rescued(raw_c, plain_c, unknown))
+    return (with_parts.withColumn("reason", reason.cast("string")).withColumn(RESCUED_COLUMN, rescued)
+            .drop("_keys", "_plain", "_avro", *[c for c in records.columns if c.startswith("_avro_")]))
 
 
 def valid_events(classified: DataFrame) -> DataFrame:
     """The valid rows as lake rows: contract columns, Kafka coordinates, typed time, event date."""
-    event_time = F.to_timestamp(F.col("event.event_time"), "yyyy-MM-dd'T'HH:mm:ss.SSSX")
+    # A cast, not to_timestamp with a pattern: Spark's own ISO-8601 parser is several times faster
+    # than a formatter, and the rules already hold event_time to one exact shape.
+    event_time = F.col("event.event_time").try_cast("timestamp")
     columns = [F.col(f"event.{f.name}").alias(f.name) for f in FIELDS if f.kind != "timestamp"]
     return (classified.where(F.col("reason").isNull())
             .select(*columns, event_time.alias("event_time"), F.col(RESCUED_COLUMN),
