@@ -16,9 +16,10 @@ import pytest
 
 from evcharging.definitions import defs
 from evcharging.defs.lake.sensors import ingest_commits
-from evcharging.resources.from_settings import lakefs_resource, resources
+from evcharging.resources.from_settings import lakefs_resource
 from evcharging.settings import PROJECT_DIR
-from evcharging_tests.integration.test_end_to_end import _checks, _run_sensor_requests, e2e  # noqa: F401 (fixture)
+from evcharging_tests.integration.test_end_to_end import e2e  # noqa: F401 (the fixture)
+from evcharging_tests.integration.test_end_to_end import _checks, _run_sensor_requests, load_reference_and_topics
 from simulator.avro import wire_header
 from simulator.events import RunManifest
 
@@ -72,11 +73,7 @@ def test_json_and_avro_runs_on_one_topic_reach_clickhouse_alike(e2e, tmp_path): 
     settings = e2e
     instance = dg.DagsterInstance.ephemeral()
     definitions = defs()
-    reference = definitions.resolve_implicit_global_asset_job_def().get_subset(asset_selection={
-        dg.AssetKey(["mongodb", "stations"]), dg.AssetKey(["mongodb", "vehicles"]),
-        dg.AssetKey(["clickhouse", "dim_stations"]), dg.AssetKey(["clickhouse", "dim_vehicles"])})
-    assert reference.execute_in_process(instance=instance).success
-    asyncio.run(resources(settings)["kafka"].ensure_topics())
+    load_reference_and_topics(definitions, instance, settings)
 
     manifests = {encoding: _simulate(settings, tmp_path, encoding) for encoding in ("json", "avro")}
     asyncio.run(_produce_bad(settings))
