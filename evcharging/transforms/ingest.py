@@ -179,8 +179,7 @@ def classify_records(records: DataFrame, avro_schemas: Mapping[int, Mapping[str,
         *avro.reasons,
     ]
     # Field and rule checks only mean something for a JSON object or a decoded Avro record.
-    # concat_ws skips the nulls (the checks that passed); it is code-generated, where an array
-    # filter would run interpreted.
+    # concat_ws skips the nulls (the checks that passed).
     is_object = keys_c.isNotNull()
     checked = is_object | avro.decoded
     detailed = [*[F.when(is_object, check) for check in _field_reasons(raw_c, keys_c, event_c)],
