@@ -1,6 +1,7 @@
 """Simulator throughput: events/s and sessions/s into the null sink (the simulation's own cost), a
-JSON-lines file and Kafka, and, in the same run, Kafka's own Java ProducerPerformance tool at the
-same record size and count as the physical baseline; prints the ratios.
+JSON-lines file and Kafka, per encoding (JSON, Avro), and, in the same run, Kafka's own Java
+ProducerPerformance tool at each encoding's record size and the same count as the physical
+baseline; prints the ratios.
 
     python bench/bench_simulator.py --sessions 20000 --kafka-bootstrap 127.0.0.1:9092
     python bench/bench_simulator.py --sinks kafka --sessions 1000000 --progress-interval 300
@@ -50,11 +51,20 @@ class Result:
                 f"{self.events_per_s:>11,.0f} events/s {self.sessions / self.seconds:>9,.0f} sessions/s")
 
 
-def make_world(args) -> World:
+def make_world(args, encoding: str = "json", sessions: int | None = None) -> World:
     stations, vehicles = from_documents(*synthetic_documents(stations=args.stations))
     return World(stations, vehicles, WorldConfig(
         seed=args.seed, run_id=f"bench-{uuid.uuid4().hex[:8]}", vehicles=args.vehicles, duration_h=None,
-        sessions=args.sessions, progress_interval_s=args.progress_interval))
+        sessions=sessions or args.sessions, progress_interval_s=args.progress_interval, encoding=encoding))
+
+
+def mean_record_size(args, encoding: str) -> int:
+    """Bytes per event of ``encoding``, from a small run of the same world (for the baseline)."""
+    world, sizes, until = make_world(args, encoding, sessions=500), [], 0.0
+    while not world.finished:
+        until += 600.0
+        sizes += [len(value) for _, value in world.advance(until)]
+    return round(sum(sizes) / len(sizes))
 
 
 async def _topic_size(bootstrap: str, topic: str, partitions: int) -> int:
@@ -69,8 +79,8 @@ async def _topic_size(bootstrap: str, topic: str, partitions: int) -> int:
         await consumer.stop()
 
 
-def bench_sink(name: str, args, sink) -> Result:
-    world = make_world(args)
+def bench_sink(name: str, args, sink, encoding: str = "json") -> Result:
+    world = make_world(args, encoding)
     profiler = cProfile.Profile() if args.profile == name else None
     start = time.perf_counter()
     if profiler:
@@ -81,7 +91,7 @@ def bench_sink(name: str, args, sink) -> Result:
     seconds = time.perf_counter() - start
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
-    return Result(f"simulator -> {name}", manifest.events_total, manifest.sessions_started, seconds)
+    return Result(f"simulator -> {name} ({encoding})", manifest.events_total, manifest.sessions_started, seconds)
 
 
 def stack_kafka_libs() -> Path:
@@ -104,7 +114,7 @@ def producer_performance(args, topic: str, records: int, record_size: int) -> Re
     final = [line for line in out.splitlines() if " records sent," in line][-1]
     rate = float(re.search(r"records sent, ([\d.]+) records/sec", final).group(1))
     print(f"  ProducerPerformance: {final.strip()}")
-    return Result("Kafka ProducerPerformance", records, 0, records / rate if rate else seconds)
+    return Result(f"ProducerPerformance {record_size} B", records, 0, records / rate if rate else seconds)
 
 
 def main() -> None:
@@ -115,6 +125,7 @@ def main() -> None:
     p.add_argument("--progress-interval", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sinks", default="null,file,kafka", help="comma-separated subset of null,file,kafka")
+    p.add_argument("--encodings", default="json,avro", help="comma-separated subset of json,avro (the file sink: json)")
     p.add_argument("--kafka-bootstrap", default=os.environ.get("EVCHARGING_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     p.add_argument("--partitions", type=int, default=3)
     p.add_argument("--kafka-libs", help="Kafka's jars (default: the local stack's, from its build recipe)")
@@ -126,39 +137,41 @@ def main() -> None:
           f"progress every {args.progress_interval:g} s; Kafka compression {kafka_compression()}")
 
     results: dict[str, Result] = {}
-    record_size = 0
+    encodings = args.encodings.split(",")
     if "null" in sinks:
-        results["null"] = bench_sink("null", args, NullSink())
-        print(results["null"].line())
-    if "file" in sinks:
+        for encoding in encodings:
+            results[f"null {encoding}"] = bench_sink("null", args, NullSink(), encoding)
+            print(results[f"null {encoding}"].line())
+    if "file" in sinks:  # JSON lines only
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "events.jsonl"
-            results["file"] = bench_sink("file", args, FileSink(path))
-            record_size = round(path.stat().st_size / results["file"].events) - 1
-        print(results["file"].line())
+            results["file json"] = bench_sink("file", args, FileSink(Path(tmp) / "events.jsonl"))
+        print(results["file json"].line())
     if "kafka" in sinks:
-        topic = f"bench-sim-{uuid.uuid4().hex[:8]}"
-        asyncio.run(create_topics(args.kafka_bootstrap, {topic: args.partitions, f"{topic}-manifests": 1}))
-        sink = KafkaSink(args.kafka_bootstrap, topic, f"{topic}-manifests")
-        results["kafka"] = bench_sink("kafka", args, sink)
-        print(results["kafka"].line())
-        landed = asyncio.run(_topic_size(args.kafka_bootstrap, topic, args.partitions))
-        print(f"  records in topic {topic}: {landed:,} (emitted {results['kafka'].events:,})")
-        if not args.no_baseline:
-            record_size = record_size or 330
-            perf_topic = f"bench-perf-{uuid.uuid4().hex[:8]}"
-            asyncio.run(create_topics(args.kafka_bootstrap, {perf_topic: args.partitions}))
-            results["baseline"] = producer_performance(args, perf_topic, results["kafka"].events, record_size)
-            print(results["baseline"].line() + f"  (record size {record_size} B)")
+        for encoding in encodings:
+            topic = f"bench-sim-{uuid.uuid4().hex[:8]}"
+            asyncio.run(create_topics(args.kafka_bootstrap, {topic: args.partitions, f"{topic}-manifests": 1}))
+            sink = KafkaSink(args.kafka_bootstrap, topic, f"{topic}-manifests")
+            results[f"kafka {encoding}"] = kafka = bench_sink("kafka", args, sink, encoding)
+            print(kafka.line())
+            landed = asyncio.run(_topic_size(args.kafka_bootstrap, topic, args.partitions))
+            print(f"  records in topic {topic}: {landed:,} (emitted {kafka.events:,})")
+            if not args.no_baseline:
+                record_size = mean_record_size(args, encoding)
+                perf_topic = f"bench-perf-{uuid.uuid4().hex[:8]}"
+                asyncio.run(create_topics(args.kafka_bootstrap, {perf_topic: args.partitions}))
+                results[f"baseline {encoding}"] = producer_performance(args, perf_topic, kafka.events, record_size)
+                print(results[f"baseline {encoding}"].line())
 
     print()
-    if "null" in results:
+    for encoding in encodings:
+        null = results.get(f"null {encoding}")
         for name in ("file", "kafka"):
-            if name in results:
-                print(f"{name} / null events/s: {results[name].events_per_s / results['null'].events_per_s:.2f}")
-    if "baseline" in results:
-        print(f"kafka sink / ProducerPerformance records/s: "
-              f"{results['kafka'].events_per_s / results['baseline'].events_per_s:.2f}")
+            if null and f"{name} {encoding}" in results:
+                print(f"{name} / null events/s ({encoding}): {results[f'{name} {encoding}'].events_per_s / null.events_per_s:.2f}")
+        if f"baseline {encoding}" in results:
+            print(f"kafka sink / ProducerPerformance records/s ({encoding}): "
+                  f"{results[f'kafka {encoding}'].events_per_s / results[f'baseline {encoding}'].events_per_s:.2f}")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

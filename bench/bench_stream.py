@@ -1,11 +1,21 @@
-"""Stream benchmark: Kafka → lakeFS ingest branches, beside Spark reading the same topic into `noop`.
+"""Stream benchmark: Kafka → lakeFS ingest branches in JSON and in Avro, beside every ceiling.
 
-A third query, "parse only", does just the two JSON parses of the contract check into ``noop``:
-the ceiling of any sink that validates events. All run in one JVM on the same topic and trigger
-size, each after a warm-up query of its own kind on the first 20,000 events (the first query of a
-JVM runs at about half speed, and the classification's generated code is compiled on its first
-batch: ~10 s here). Prints events/s of each, the ratios to noop (target ≥ 50 %), and the
-per-batch latency of the lakeFS stream.
+The same events go to two topics, one per encoding. In one JVM, on the same trigger size, each
+after a warm-up query of its own kind (the first query of a JVM runs at about half speed, and the
+classification's generated code is compiled on its first batch), it measures into Spark's ``noop``
+sink:
+
+* ``noop``: Spark reading each topic, nothing else (the baseline: 100 %);
+* ``json: double parse``: the keys (``json_object_keys``) and the values (``from_json``), the
+  product's decode before issue 21;
+* ``json: single parse``: ``from_json`` and the reference-shape test that stands in for the key
+  parse (``canonical_json_pattern``), the product's decode now;
+* ``json: variant``: one ``parse_json`` into a VARIANT, then ``variant_get`` per field;
+* ``avro: decode``: the product's Avro decode (``from_avro`` with the writer schema, the end mark);
+
+then the product itself, Kafka → lakeFS ingest branches, on each topic, and a profile of one batch
+of each (branch, Spark job for decode + classification + Parquet, commit, tag; and within the Spark
+job, reading → decoding → classifying → writing, each layer measured on the same records).
 
     python bench/bench_stream.py [--events 500000] [--max-offsets 200000]
 
@@ -17,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -25,20 +36,23 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from evcharging.contracts import spark_event_schema
+from evcharging.contracts import FIELDS, spark_event_schema
 from evcharging.resources.from_settings import lakefs_resource
 from evcharging.resources.kafka import create_topics
 from evcharging.resources.spark import build_spark_session
 from evcharging.settings import load_settings
 from evcharging.streaming.batches import TAG_PREFIX, IngestBatchWriter
 from evcharging.streaming.job import StreamOptions, start_query
-from simulator.events import SessionEventEncoder
+from evcharging.transforms.avro import decode_avro
+from evcharging.transforms.ingest import canonical_json_pattern, classify_records, valid_events
+from simulator.avro import ENCODERS, load_schemas
 
 T0_MS = 1767600000000
 PARTITIONS = 4
+_VARIANT_TYPES = {"int": "bigint", "float": "double", "string": "string", "timestamp": "string"}
 
 
-async def produce(bootstrap: str, topic: str, events: int) -> None:
+async def produce(bootstrap: str, topic: str, events: int, encoding: str) -> None:
     from aiokafka import AIOKafkaProducer
 
     await create_topics(bootstrap, {topic: PARTITIONS})
@@ -50,8 +64,8 @@ async def produce(bootstrap: str, topic: str, events: int) -> None:
         pending = []
         for s in range(events // per_session):
             session = f"bench-{s:07d}"
-            enc = SessionEventEncoder("bench", session, f"EVS{s % 5000 + 1:05d}", "EVS00001-1", f"V{s % 3000:06d}", "tesla-model-3",
-                                      "CCS", 0.0)
+            enc = ENCODERS[encoding]("bench", session, f"EVS{s % 5000 + 1:05d}", "EVS00001-1", f"V{s % 3000:06d}",
+                                     "tesla-model-3", "CCS", 0.0)
             for seq in range(per_session):
                 kind = "session_started" if seq == 0 else "session_ended" if seq == per_session - 1 else "charging_progress"
                 value = enc.encode(kind, seq, T0_MS + s * 1000 + seq * 60000, 50.0, round(seq * 0.8333, 4), 20.0 + seq,
@@ -65,29 +79,45 @@ async def produce(bootstrap: str, topic: str, events: int) -> None:
         await producer.stop()
 
 
-def warm_up_writer(spark, settings, topic: str, stream: str, per_partition: int = 5000) -> None:
-    """One batch of the first records of each partition through the lakeFS writer (compiles its code)."""
-    ends = json.dumps({topic: {str(p): per_partition for p in range(PARTITIONS)}})
-    records = (spark.read.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-               .option("subscribe", topic).option("startingOffsets", "earliest").option("endingOffsets", ends).load())
-    IngestBatchWriter(lakefs_resource(settings), stream, topic).write(records, 0)
+def _decoded(records, ceiling: str):
+    """What each ceiling does to the Kafka records, into noop."""
+    raw = F.col("value").cast("string")
+    if ceiling == "double parse":
+        return records.select(F.json_object_keys(raw).alias("keys"), F.from_json(raw, spark_event_schema()).alias("e"))
+    if ceiling == "single parse":
+        return records.select(raw.rlike(canonical_json_pattern()).alias("shape"),
+                              F.from_json(raw, spark_event_schema()).alias("e"))
+    if ceiling == "variant":
+        parsed = records.select(F.parse_json(raw).alias("v"))
+        return parsed.select(*[F.variant_get("v", f"$.{f.name}", _VARIANT_TYPES[f.kind]).alias(f.name) for f in FIELDS])
+    if ceiling == "avro decode":
+        decoded, avro = decode_avro(records, load_schemas())
+        return decoded.select(avro.event.alias("e"), avro.complete.alias("complete"))
+    if ceiling == "classification":
+        return valid_events(classify_records(records))
+    return records
 
 
-def timed_query(spark, settings, topic: str, max_offsets: int, sink: str, tmp: Path, stream: str) -> dict:
+def _kafka(spark, settings, topic: str, max_offsets: int | None = None, ends: dict | None = None):
+    reader = spark.readStream if ends is None else spark.read
+    reader = (reader.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+              .option("subscribe", topic).option("startingOffsets", "earliest"))
+    if ends is not None:
+        return reader.option("endingOffsets", json.dumps({topic: {str(p): o for p, o in ends.items()}})).load()
+    return reader.option("maxOffsetsPerTrigger", max_offsets).load()
+
+
+def timed_query(spark, settings, topic: str, max_offsets: int, sink: str, tmp: Path, stream: str = "") -> dict:
+    """``sink``: a ceiling of ``_decoded`` (into noop), ``noop``, or ``lakefs`` (the product)."""
     started = time.monotonic()
-    if sink in ("noop", "parse"):
-        records = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
-                   .option("subscribe", topic).option("startingOffsets", "earliest")
-                   .option("maxOffsetsPerTrigger", max_offsets).load())
-        if sink == "parse":  # the two JSON parses classification cannot do without, nothing else
-            raw = F.col("value").cast("string")
-            records = records.select(F.json_object_keys(raw).alias("keys"), F.from_json(raw, spark_event_schema()).alias("e"))
-        query = (records.writeStream.format("noop").option("checkpointLocation", str(tmp / f"{sink}-{uuid.uuid4().hex}"))
-                 .trigger(availableNow=True).start())
-    else:
+    if sink == "lakefs":
         options = StreamOptions.from_settings(settings, stream_name=stream, topic=topic, checkpoint=tmp / stream,
                                               max_offsets_per_trigger=max_offsets, available_now=True)
         query = start_query(spark, settings, options)
+    else:
+        records = _decoded(_kafka(spark, settings, topic, max_offsets), sink)
+        query = (records.writeStream.format("noop").option("checkpointLocation", str(tmp / f"q-{uuid.uuid4().hex}"))
+                 .trigger(availableNow=True).start())
     query.awaitTermination()
     elapsed = time.monotonic() - started
     progress = [p for p in query.recentProgress if p["numInputRows"]]
@@ -98,6 +128,24 @@ def timed_query(spark, settings, topic: str, max_offsets: int, sink: str, tmp: P
             "batch_latency_s_max": max(latencies) if latencies else None}
 
 
+def profile_batch(spark, settings, topic: str, encoding: str, per_partition: int, stream: str) -> dict:
+    """One batch's seconds per stage: inside its Spark job by layers (each measured alone on the
+    same records, the differences being the layer's cost), then the writer's own stages."""
+    ends = {p: per_partition for p in range(PARTITIONS)}
+    records = _kafka(spark, settings, topic, ends=ends)
+    layers = {}
+    stages = {"read": "noop", "decode": "avro decode" if encoding == "avro" else "single parse",
+              "classification": "classification"}
+    for layer, ceiling in stages.items():
+        frame = _decoded(records, ceiling)
+        started = time.monotonic()
+        frame.write.format("noop").mode("overwrite").save()
+        layers[f"spark: {layer}"] = round(time.monotonic() - started, 3)
+    writer = IngestBatchWriter(lakefs_resource(settings), stream, topic)
+    writer.write(records, 0)
+    return {"events": per_partition * PARTITIONS, **layers, **{f"writer: {k}": v for k, v in writer.last_stage_seconds.items()}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=500_000)
@@ -105,38 +153,58 @@ def main() -> int:
     args = parser.parse_args()
     settings = load_settings()
     run = uuid.uuid4().hex[:8]
-    topic = f"bench-stream-{run}"
-    print(f"producing {args.events:,} events to {topic} …", file=sys.stderr)
-    asyncio.run(produce(settings.kafka_bootstrap_servers, topic, args.events))
+    topics = {enc: f"bench-stream-{run}-{enc}" for enc in ("json", "avro")}
+    for encoding, topic in topics.items():
+        print(f"producing {args.events:,} events in {encoding} to {topic} …", file=sys.stderr)
+        asyncio.run(produce(settings.kafka_bootstrap_servers, topic, args.events, encoding))
     tmp = settings.data_dir / "bench" / run
     spark = build_spark_session(settings, "bench-stream")
     spark.sparkContext.setLogLevel("WARN")
-    timed_query(spark, settings, topic, 20_000, "noop", tmp, "")  # warm-up: JIT, class loading
-    noop = timed_query(spark, settings, topic, args.max_offsets, "noop", tmp, "")
-    parse = timed_query(spark, settings, topic, args.max_offsets, "parse", tmp, "")
-    warm_up_writer(spark, settings, topic, f"bench{run}w")
-    lake = timed_query(spark, settings, topic, args.max_offsets, "lakefs", tmp, f"bench{run}")
+    load = [os.getloadavg()[0]]
+    plan = [("json", "noop"), ("json", "double parse"), ("json", "single parse"), ("json", "variant"),
+            ("avro", "noop"), ("avro", "avro decode")]
+    results: dict[str, dict] = {}
+    for encoding, sink in plan:
+        timed_query(spark, settings, topics[encoding], 20_000, sink, tmp)  # warm-up of its own kind
+        results[f"{encoding}: {sink}"] = timed_query(spark, settings, topics[encoding], args.max_offsets, sink, tmp)
+        load.append(os.getloadavg()[0])
+    profiles = {}
+    for encoding, topic in topics.items():
+        profiles[encoding] = profile_batch(spark, settings, topic, encoding, 25_000, f"bench{run}{encoding}w")  # also the warm-up
+        results[f"{encoding}: lakeFS"] = timed_query(spark, settings, topic, args.max_offsets, "lakefs", tmp,
+                                                     f"bench{run}{encoding}")
+        load.append(os.getloadavg()[0])
     spark.stop()
-    ratio = lake["rows_per_s"] / noop["rows_per_s"]
-    ceiling = parse["rows_per_s"] / noop["rows_per_s"]
-    results = {"events": args.events, "max_offsets_per_trigger": args.max_offsets, "noop": noop, "parse_only": parse,
-               "lakefs": lake, "ratio_lakefs_to_noop": ratio, "ratio_parse_only_to_noop": ceiling}
+    noop = results["json: noop"]["rows_per_s"]
+    summary = {
+        "json lakeFS / json noop": results["json: lakeFS"]["rows_per_s"] / noop,
+        "json lakeFS / json single parse": results["json: lakeFS"]["rows_per_s"] / results["json: single parse"]["rows_per_s"],
+        "avro lakeFS / json noop": results["avro: lakeFS"]["rows_per_s"] / noop,
+        "avro lakeFS / avro noop": results["avro: lakeFS"]["rows_per_s"] / results["avro: noop"]["rows_per_s"],
+    }
     out = Path(__file__).parent / "results" / "stream.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"noop sink      : {noop['rows_per_s']:>10,.0f} events/s ({noop['batches']} batches)")
-    print(f"parse only     : {parse['rows_per_s']:>10,.0f} events/s = {ceiling:.0%} of noop: the ceiling of any "
-          "sink that checks the contract (json_object_keys + from_json into noop)")
-    print(f"lakeFS branches: {lake['rows_per_s']:>10,.0f} events/s ({lake['batches']} batches, "
-          f"p50 batch {lake['batch_latency_s_p50']:.1f} s, max {lake['batch_latency_s_max']:.1f} s)")
-    print(f"ratio lakeFS / noop: {ratio:.0%} (target ≥ 50 %)")
+    out.write_text(json.dumps({"events": args.events, "max_offsets_per_trigger": args.max_offsets, "results": results,
+                               "ratios": summary, "batch_profiles": profiles, "load_average_1m": load}, indent=2))
+    print(f"{'query':28} {'events/s':>10} {'of json noop':>13} {'batches':>8} {'p50 batch s':>12}")
+    for name, r in results.items():
+        p50 = f"{r['batch_latency_s_p50']:.1f}" if r["batch_latency_s_p50"] is not None else "-"
+        print(f"{name:28} {r['rows_per_s']:>10,.0f} {r['rows_per_s'] / noop:>13.0%} {r['batches']:>8} {p50:>12}")
+    for name, ratio in summary.items():
+        print(f"{name:34} {ratio:.0%}")
+    print("targets: avro lakeFS ≥ 50 % of noop; json lakeFS ≥ 80 % of its single-parse ceiling")
+    for encoding, profile in profiles.items():
+        print(f"one batch of {profile['events']:,} {encoding} events, seconds: " +
+              ", ".join(f"{k} {v:.2f}" for k, v in profile.items() if k != "events"))
+    print(f"load average (1 min) during the run: {', '.join(f'{v:.1f}' for v in load)}")
     # Leave the lake as we found it: the benchmark's branches and tags are not data.
     repo = lakefs_resource(settings).repo()
-    for stream in (f"bench{run}", f"bench{run}w"):
-        for tag in list(repo.tags(prefix=f"{TAG_PREFIX}{stream}-")):
-            tag.delete()
-        for branch in list(repo.branches(prefix=f"ingest-{stream}-")):
-            branch.delete()
+    for encoding in topics:
+        for stream in (f"bench{run}{encoding}", f"bench{run}{encoding}w"):
+            for tag in list(repo.tags(prefix=f"{TAG_PREFIX}{stream}-")):
+                tag.delete()
+            for branch in list(repo.branches(prefix=f"ingest-{stream}-")):
+                branch.delete()
     return 0
 
 

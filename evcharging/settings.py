@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     stream_name: str = Field("events", description="Names the ingest branches and the checkpoint folder.")
     stream_trigger_seconds: int = 10
     stream_max_offsets_per_trigger: int = 200_000
+    avro_schemas_dir: Path | None = Field(
+        None, description="Avro writer schemas (charging_event-v<N>.avsc, id N) beyond the repository's: newer "
+                          "producers', until a schema registry serves them.")
     stream_outage_window_seconds: float = Field(
         300, description="How long the stream waits, with backoff, for an unreachable Kafka, lakeFS or MinIO before "
                          "it gives up with one message.")

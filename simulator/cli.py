@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--charges-per-day", type=float, default=1.0,
                    help="mean charging visits per vehicle per day (default: 1)")
     p.add_argument("--sink", choices=("kafka", "file", "null"), default="kafka", help="default: kafka")
+    p.add_argument("--encoding", choices=("json", "avro"), default="json",
+                   help="of the events: JSON, or Avro in Confluent's wire format (simulator/avro.py); "
+                        "the stream reads both, even on one topic (default: json)")
     p.add_argument("--out", help="JSON-lines output file for --sink file")
     p.add_argument("--manifest", help="also write the run manifest here (file sink default: OUT.manifest.json)")
     p.add_argument("--run-id", help="run id (default: derived from the seed and settings)")
@@ -93,7 +96,8 @@ async def main_async(args: argparse.Namespace, on_step=None) -> RunManifest:
     config = WorldConfig(seed=args.seed, run_id=args.run_id, vehicles=args.vehicles,
                          duration_h=None if args.sessions else (args.duration or 24.0),
                          sessions=args.sessions, progress_interval_s=args.progress_interval,
-                         start=args.start, charges_per_vehicle_per_day=args.charges_per_day)
+                         start=args.start, charges_per_vehicle_per_day=args.charges_per_day,
+                         encoding=args.encoding)
     world = World(stations, vehicles, config)
     sink = make_sink(args)
     stop = asyncio.Event()
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None, on_step=None) -> int:
     args = parser.parse_args(argv)
     if args.sink == "file" and not args.out:
         parser.error("--sink file needs --out PATH")
+    if args.sink == "file" and args.encoding != "json":
+        parser.error("--sink file writes JSON lines: use --encoding json")
     try:
         manifest = asyncio.run(main_async(args, on_step))
     except (ReferenceDataError, ConnectionError, ValueError) as exc:

@@ -6,6 +6,7 @@ The producer owns this module: the Spark stream, the pandera checks and the Clic
 An event is one JSON object per Kafka record (key = session_id), with the keys of `FIELDS` in that
 order and numbers as JSON numbers. `encode` is the reference encoder; `SessionEventEncoder` is the
 hot-path encoder the simulator uses and must produce the very same bytes (a test holds it to that).
+The same contract in Avro, one schema file per version generated from `FIELDS`, is `simulator.avro`.
 
 Versions are additive, so that producers and the stream can be upgraded in any order:
 
@@ -16,7 +17,8 @@ Versions are additive, so that producers and the stream can be upgraded in any o
   ``since=<the new version>`` and ``nullable=True`` (events of older producers do not have them).
   Never remove, rename or retype a field: that is a new topic, not a new version. The stream then
   parses the field into its own lake column, and the warehouse adds the column on its next load,
-  filled for rows loaded before from what was rescued under the same name.
+  filled for rows loaded before from what was rescued under the same name. Then write the version's
+  Avro schema: ``python -m simulator.avro --write``.
 """
 
 from __future__ import annotations

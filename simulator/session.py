@@ -13,7 +13,7 @@ from collections.abc import Callable
 from simulator.events import ENERGY_DECIMALS, POWER_DECIMALS, SOC_DECIMALS, SessionEventEncoder
 from simulator.model import ChargeTrajectory
 
-Record = tuple[bytes, bytes]  # (Kafka key = session_id, encoded event)
+Record = tuple[bytes, bytes]  # (Kafka key = session_id, encoded event: JSON or Avro)
 Emit = Callable[[Record], None]
 
 

@@ -20,7 +20,8 @@ from hashlib import blake2b
 import simpy
 from simpy.events import Timeout
 
-from simulator.events import WAIT_DECIMALS, RunManifest, SessionEventEncoder, format_event_time
+from simulator.avro import ENCODERS
+from simulator.events import WAIT_DECIMALS, RunManifest, format_event_time
 from simulator.model import DAY_S, ChargeTrajectory, Station, VehicleSpec, session_power_cap, shared_connector
 from simulator.session import ChargingSession, Record
 from simulator.sites import STAYS, ArrivalMix, site_type
@@ -46,6 +47,7 @@ class WorldConfig:
     fault_probability: float = 0.01
     patience_mean_s: float = 900.0
     candidates_per_vehicle: int = 6
+    encoding: str = "json"  # of the Kafka records: "json" or "avro" (simulator/avro.py)
 
     def resolved_run_id(self) -> str:
         """The given run id, else one derived from the settings: a re-run of the same settings
@@ -71,7 +73,10 @@ class World:
     def __init__(self, stations: list[Station], specs: list[VehicleSpec], config: WorldConfig) -> None:
         if config.progress_interval_s <= 0:
             raise ValueError("progress_interval_s must be positive")
+        if config.encoding not in ENCODERS:
+            raise ValueError(f"encoding must be one of {sorted(ENCODERS)}, not {config.encoding!r}")
         self.config = config
+        self._encoder = ENCODERS[config.encoding]
         self.run_id = config.resolved_run_id()
         self.stations = stations
         self.site_types = [site_type(s) for s in stations]
@@ -246,7 +251,7 @@ class World:
                 (close - start, "station_closing"))
         duration_s, end_reason = min(ends, key=lambda e: e[0])  # ties go to the earlier reason
         duration_ms = max(1, round(duration_s * 1000))
-        encoder = SessionEventEncoder(self.run_id, session_id, station.station_id,
+        encoder = self._encoder(self.run_id, session_id, station.station_id,
                                       f"{station.station_id}-{charger}", vehicle.vehicle_id, vehicle.spec.model_id, connector,
                                       round(start - arrival, WAIT_DECIMALS))
         session = ChargingSession(session_id.encode(), encoder, trajectory, self.start_ms + round(start * 1000),
@@ -312,5 +317,5 @@ class World:
             energy_kwh=round(self.energy_kwh, 3),
             parameters={"vehicles": cfg.vehicles, "stations": len(self.stations), "duration_h": cfg.duration_h,
                         "sessions": cfg.sessions, "progress_interval_s": cfg.progress_interval_s,
-                        "start": cfg.start.isoformat()},
+                        "start": cfg.start.isoformat(), "encoding": cfg.encoding},
             **extra)

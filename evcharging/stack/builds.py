@@ -28,7 +28,7 @@ KAFKA_VERSION = "4.4.0"
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"  # the archived upstream's last commit
 LAKEFS_VERSION = "v1.86.0"  # newest the Go proxy serves here
 FERRETDB_VERSION = "v1.24.2"  # v2 needs a PostgreSQL extension that is not packaged
-SPARK_EXTRA_JARS_KEY = "spark-jars-kafka4.2.0-hadoop3.5.0-awssdk2.35.4"
+SPARK_EXTRA_JARS_KEY = "spark-jars-kafka4.2.0-avro4.2.0-hadoop3.5.0-awssdk2.35.4"
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 
 # Spark jars that pyspark already ships; copying them again puts two versions on the classpath.

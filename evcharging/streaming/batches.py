@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evcharging.contracts import CONTRACT_VERSION, LAKE_EVENTS_PATH, QUARANTINE_PATH
 from evcharging.resources.lakefs import LakeFSResource
+from simulator.avro import load_schemas
 
 log = logging.getLogger("evcharging.streaming")
 
@@ -133,11 +137,30 @@ def _exists(ref) -> bool:
         return False
 
 
+class _StageClock:
+    """Seconds per stage of a batch, for the log line and the stream benchmark's profile."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, stage: str) -> None:
+        now = time.monotonic()
+        self.seconds[stage], self._last = round(now - self._last, 3), now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{stage} {s:.2f} s" for stage, s in self.seconds.items())
+
+
 class IngestBatchWriter:
     """The ``foreachBatch`` function of the stream."""
 
-    def __init__(self, lakefs: LakeFSResource, stream: str, topic: str, checkpoint: Path | None = None):
+    def __init__(self, lakefs: LakeFSResource, stream: str, topic: str, checkpoint: Path | None = None,
+                 avro_schemas: Mapping[int, Mapping[str, Any]] | None = None):
+        """``avro_schemas``: schema id → Avro writer schema (default: the repository's)."""
         self.lakefs, self.stream, self.topic, self.checkpoint = lakefs, stream, topic, checkpoint
+        self.avro_schemas = load_schemas() if avro_schemas is None else dict(avro_schemas)
+        self.last_stage_seconds: dict[str, float] = {}  # of the last batch written
 
     def offsets(self, records, batch_id: int) -> dict[str, list[int]]:
         """The batch's offset ranges: from the checkpoint's log, else (a DataFrame outside a
@@ -157,20 +180,26 @@ class IngestBatchWriter:
         done = self._already_done(repo, batch_id, offsets)
         if done:
             return done
+        clock = _StageClock()
         branch = repo.branch(branch_name(self.stream, batch_id))
         if _exists(branch):  # created, maybe half written, never committed: start over
             log.warning("batch %s: dropping the uncommitted branch %s left by a crash", batch_id, branch.id)
             branch.delete()
         branch.create(source_reference=self.lakefs.default_branch)
+        clock.lap("branch")
         n = self._write_files(records, branch.id)
+        clock.lap("files")  # Kafka read, decode, classification, Parquet write (one Spark job; two with quarantine)
         commit = branch.commit(
             message=f"ingest {self.stream} batch {batch_id}: {n.valid} events, {n.quarantined} quarantined",
             metadata=commit_metadata(self.stream, batch_id, self.topic, offsets, n.valid, n.quarantined, n.event_dates,
                                      n.rescued, n.rescued_names))
         commit_id = commit.get_commit().id
+        clock.lap("commit")
         repo.tag(tag_name(self.stream, batch_id)).create(commit_id)
-        log.info("batch %s → %s@%s: %s valid (%s with rescued fields), %s quarantined", batch_id, branch.id,
-                 commit_id[:12], n.valid, n.rescued, n.quarantined)
+        clock.lap("tag")
+        self.last_stage_seconds = clock.seconds
+        log.info("batch %s → %s@%s: %s valid (%s with rescued fields), %s quarantined (%s)", batch_id, branch.id,
+                 commit_id[:12], n.valid, n.rescued, n.quarantined, clock)
         return BatchResult(batch_id, branch.id, commit_id, n.valid, n.quarantined, offsets, rescued_rows=n.rescued)
 
     def _already_done(self, repo, batch_id: int, offsets: dict) -> BatchResult | None:
@@ -210,7 +239,7 @@ class IngestBatchWriter:
         stats = Observation(f"batch-{branch}")
         valid_row = F.col("reason").isNull()
         rescued = F.when(valid_row, F.col(RESCUED_COLUMN))
-        classified = classify_records(records).observe(
+        classified = classify_records(records, self.avro_schemas).observe(
             stats,
             F.count(F.when(valid_row, 1)).alias("valid"),
             F.count("reason").alias("quarantined"),
@@ -223,6 +252,6 @@ class IngestBatchWriter:
         result = BatchCounts(int(counts["valid"]), int(counts["quarantined"]), sorted(str(d) for d in counts["dates"]),
                              int(counts["rescued"]), sorted(counts["rescued_names"] or []))
         if result.quarantined:
-            quarantine_rows(classify_records(records)).write.mode("append").parquet(
+            quarantine_rows(classify_records(records, self.avro_schemas)).write.mode("append").parquet(
                 self.lakefs.s3a_uri(branch, QUARANTINE_PATH))
         return result

@@ -25,6 +25,7 @@ from evcharging.resources.kafka import list_topics
 from evcharging.streaming.batches import IngestBatchWriter
 from evcharging.streaming.outage import OutageWatch, stream_services
 from evcharging.transient import is_transient, looks_like_connection_error
+from simulator.avro import load_schemas
 
 log = logging.getLogger("evcharging.streaming")
 # JVM loggers that print a stack trace (or a line per reconnect) for each failure an outage causes;
@@ -92,7 +93,8 @@ def start_query(spark, s: Settings, options: StreamOptions):
                .option("startingOffsets", "earliest")
                .option("maxOffsetsPerTrigger", options.max_offsets_per_trigger)
                .load())
-    writer = IngestBatchWriter(lakefs_resource(s), options.stream_name, options.topic, options.checkpoint)
+    schemas = load_schemas(*[d for d in (s.avro_schemas_dir,) if d])  # the Avro writers the stream can read
+    writer = IngestBatchWriter(lakefs_resource(s), options.stream_name, options.topic, options.checkpoint, schemas)
     stream = (records.writeStream.queryName(f"ingest-{options.stream_name}")
               .option("checkpointLocation", str(options.checkpoint))
               .foreachBatch(writer))

@@ -5,16 +5,22 @@ the hot path: a row-wise Python validator runs at ~70,000 events/s per core, Spa
 several times faster). The reasons mirror ``simulator.events.validate``, so a record the
 simulator would reject is quarantined here with the same words. Keys the contract does not know are
 no reason: they are rescued into ``rescued_fields`` (JSON), as ``simulator.events.rescued_fields``.
+Avro records (``simulator.avro``) share the topic: decoded in ``transforms.avro``, then checked by
+the same rules, their writer's extra fields rescued the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from evcharging.contracts import END_REASONS, EVENT_TYPES, FIELDS, RESCUED_COLUMN, lake_event_columns, spark_event_schema
+from evcharging.transforms.avro import decode_avro, is_avro_record
+from simulator.avro import load_schemas
 
 _TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 _NUMBER_KINDS = ("int", "float")
@@ -48,8 +54,14 @@ def _field_reasons(raw: Column, keys: Column, event: Column) -> list[Column]:
     return reasons
 
 
+def _time_check(event: Column) -> tuple[Column, str]:
+    """(broken?, reason) of event_time's format: a rule of its own, since the plain test of a JSON
+    record has it in the reference shape already (one regular expression per record, not two)."""
+    return ~event["event_time"].rlike(_TIMESTAMP_PATTERN), "event_time: expected timestamp"
+
+
 def _rule_checks(event: Column) -> list[tuple[Column, Column | str]]:
-    """(broken?, reason) per rule of the contract beyond types."""
+    """(broken?, reason) per rule of the contract beyond types and event_time's format."""
     known_types = F.array(*[F.lit(t) for t in EVENT_TYPES])
     known_reasons = F.array(*[F.lit(r) for r in END_REASONS])
     ended = event["event_type"] == "session_ended"
@@ -58,7 +70,6 @@ def _rule_checks(event: Column) -> list[tuple[Column, Column | str]]:
         (event["contract_version"] < 1,
          F.concat(F.lit("contract_version "), event["contract_version"].cast("string"), F.lit(" is not a version (1 or later)"))),
         (~F.array_contains(known_types, event["event_type"]), F.concat(F.lit("unknown event_type "), event["event_type"])),
-        (~event["event_time"].rlike(_TIMESTAMP_PATTERN), "event_time: expected timestamp"),
         (ended & (event["end_reason"].isNull() | ~F.array_contains(known_reasons, event["end_reason"])),
          "session_ended needs a known end_reason"),
         (~ended & event["end_reason"].isNotNull(), "end_reason is set on a non-final event"),
@@ -68,79 +79,124 @@ def _rule_checks(event: Column) -> list[tuple[Column, Column | str]]:
     return checks + [(event[name] < 0, f"{name} is negative") for name in ("power_kw", "energy_kwh", "wait_s")]
 
 
-def _plainly_valid(raw: Column, keys: Column, event: Column, rules: list[tuple[Column, Column | str]]) -> Column:
-    """A cheap test passed by nearly every valid record and by no invalid one.
+def canonical_json_pattern() -> str:
+    """A regular expression matched by the reference encoding of a valid event and by nothing with
+    other keys: the contract's keys in contract order, text values quoted (without escapes), numbers
+    bare, ``null`` only where the contract allows it, nothing after the object.
 
-    The contract's keys (in the encoder's order, else sorted: ``or`` short-circuits and the sort is
-    most of that check's cost), so well-formed JSON without unknown or missing fields; every
-    non-nullable value present; as many quoted values as text fields with a value (``":"`` opens
-    each one in JSON); no rule broken. Only the records it rejects pay for the per-field diagnosis,
-    which still finds the valid ones among them (say, JSON with spaces after the colons).
+    It stands in for the key parse: a record it matches has no unknown and no missing key, so one
+    JSON parse (``from_json``) decides it. Numbers are matched loosely on purpose: one the parser
+    cannot read into its field shows as a null there, which the validity test rejects.
     """
-    text = [f for f in FIELDS if f.kind in _TEXT_KINDS]
-    quoted = (F.length(raw) - F.length(F.replace(raw, F.lit('":"'), F.lit("")))) / 3
-    text_values = sum(F.when(event[f.name].isNotNull(), 1).otherwise(0) for f in text)
-    in_order = _in_contract_order(keys)
-    any_order = F.array_sort(keys) == F.array(*[F.lit(n) for n in sorted(f.name for f in FIELDS)])
-    conditions = [in_order | any_order, quoted == text_values,
+    values = {"int": r"-?\d+", "float": r"-?\d[0-9.eE+-]*", "string": r'"[^"\\]*"',
+              "timestamp": f'"{_TIMESTAMP_PATTERN[1:-1]}"'}
+    parts = [f'"{f.name}":' + (f"(?:null|{values[f.kind]})" if f.nullable else values[f.kind]) for f in FIELDS]
+    return r"^\{" + ",".join(parts) + r"\}$"
+
+
+def _plainly_valid(shape: Column, event: Column, rules: list[tuple[Column, Column | str]]) -> Column:
+    """A cheap test passed by nearly every valid record and by no invalid one, with one parse.
+
+    The record has the expected ``shape`` (JSON: the reference encoding's, see
+    :func:`canonical_json_pattern`; Avro: a known schema, decoded to its last byte), every
+    non-nullable value is there, and no rule is broken. Only the records it rejects pay for the key
+    parse and the per-field diagnosis, which still finds the valid ones among them (say, JSON with
+    spaces after the colons, an older producer's event, or a newer one's with fields to rescue).
+    """
+    conditions = [shape,
                   *[event[f.name].isNotNull() for f in FIELDS if not f.nullable],
                   *[~broken for broken, _ in rules]]
     return reduce(lambda a, b: a & b, conditions)
+
+
+def _out_of_line(text: Column) -> Column:
+    """``text``, evaluated by Spark's interpreter instead of inside the stage's generated code.
+
+    ``reflect`` (here the identity ``String.valueOf``) is not code-generated, and neither are its
+    arguments: the stage only calls it, for the rows that reach it. For the diagnosis (a few dozen
+    checks, run only for the records the plain test rejects) that keeps the stage's method far
+    below the JVM's 8,000-byte limit for JIT compilation; with the diagnosis inline it was ~53 KB and
+    ran as interpreted bytecode for every record (classification at ~15 % of the parse's speed).
+    A higher-order function would not do: Spark 4 generates code for lambdas too.
+    """
+    return F.reflect(F.lit("java.lang.String"), F.lit("valueOf"), text)
 
 
 def _contract_keys() -> Column:
     return F.array(*[F.lit(f.name) for f in FIELDS])
 
 
-def _in_contract_order(keys: Column) -> Column:
-    return keys == _contract_keys()
-
-
-def _rescued(raw: Column, keys: Column, unknown: Column) -> Column:
+def _rescued(raw: Column, plain: Column, unknown: Column) -> Column:
     """The unknown keys with their JSON values as one JSON object; null when there are none.
 
-    The records in contract order (nearly all) are decided by the comparison the validity test makes
-    anyway; only the others pay for the key difference, and only those with unknown keys for a second
-    parse (into variants, so a value keeps its JSON type: "1.2" stays a string, 1.2 a number).
+    A plainly valid record has none; only the others pay for the key difference, and only those with
+    unknown keys for another parse (into variants, so a value keeps its JSON type: "1.2" stays a
+    string, 1.2 a number).
     """
     entries = F.map_filter(F.from_json(raw, "map<string,variant>"), lambda k, _: ~F.array_contains(_contract_keys(), k))
-    return F.when(_in_contract_order(keys), F.lit(None)).when(F.size(unknown) > 0, F.to_json(entries))
+    return F.when(plain, F.lit(None)).when(F.size(unknown) > 0, F.to_json(entries))
 
 
-def classify_records(records: DataFrame) -> DataFrame:
+def classify_records(records: DataFrame, avro_schemas: Mapping[int, Mapping[str, Any]] | None = None) -> DataFrame:
     """Kafka rows (``value`` binary, ``partition``, ``offset``, …) → one row each with the parsed
     ``event`` struct, ``reason`` (every broken rule, ``; ``-separated; null = valid) and
-    ``rescued_fields`` (the unknown keys as JSON, null when none)."""
-    raw = F.col("value").cast("string")
+    ``rescued_fields`` (the unknown keys as JSON, null when none).
+
+    Each record is read by its first byte: the magic byte 0 is Avro in Confluent's wire format,
+    decoded with the writer schema its id names (``avro_schemas``, default: the repository's,
+    ``simulator.avro.load_schemas``); anything else is JSON. One JSON parse per record:
+    ``from_json`` into the contract's struct; the keys are parsed only for the few records the plain
+    test rejects (other formatting, an older or newer producer, a broken record).
+    ``bench/bench_stream.py`` measures each way.
+    """
+    records, avro = decode_avro(records, load_schemas() if avro_schemas is None else avro_schemas)
+    value = F.col("value")
+    is_avro = is_avro_record(value)
+    raw = value.cast("string")
+    # No corrupt-record column (it costs a third of the parse): broken JSON shows as null keys below,
+    # and a value of the wrong type as a null field, which the checks report.
+    event = F.when(is_avro, avro.event).otherwise(F.from_json(raw, spark_event_schema(), {"mode": "PERMISSIVE"}))
+    parsed = records.withColumn("_raw", raw).withColumn("_avro", is_avro).withColumn("event", event)
+    raw_c, avro_c, event_c = F.col("_raw"), F.col("_avro"), F.col("event")
+    rules = _rule_checks(event_c)
+    time_broken, time_reason = _time_check(event_c)
+    shape = F.when(avro_c, avro.complete & ~time_broken).otherwise(raw_c.rlike(canonical_json_pattern()))
+    plain = F.coalesce(_plainly_valid(shape, event_c, rules), F.lit(False))
     # Null when the value is not a JSON object. json_object_keys (like from_json) reads the first
     # JSON value only and ignores what follows it, so the record must also end with that object.
-    keys = F.when(F.rtrim(raw).endswith("}"), F.json_object_keys(raw))
-    # No corrupt-record column (it costs a third of the parse): broken JSON already shows as null
-    # keys, and a value of the wrong type as a null field, which the checks below report.
-    event = F.from_json(raw, spark_event_schema(), {"mode": "PERMISSIVE"})
-    with_parts = records.withColumn("_raw", raw).withColumn("_keys", keys).withColumn("event", event)
-    raw_c, keys_c, event_c = F.col("_raw"), F.col("_keys"), F.col("event")
+    # Inside the branch: only the JSON records the plain test rejects are parsed a second time.
+    keys = F.when(~F.col("_plain") & ~avro_c, F.when(F.rtrim(raw_c).endswith("}"), F.json_object_keys(raw_c)))
+    with_parts = parsed.withColumn("_plain", plain).withColumn("_keys", keys)
+    plain_c, keys_c = F.col("_plain"), F.col("_keys")
     unknown = F.array_except(keys_c, _contract_keys())
+    first_byte = F.ascii(raw_c)  # 0 for Avro; JSON opens with '{' or white space
+    text = first_byte.isin(9, 10, 13) | first_byte.between(32, 126)
+    bad_magic = ~avro_c & (F.octet_length(value) > 0) & ~text
     structural = [
         _when(raw_c.isNull(), "empty record"),
-        _when(keys_c.isNull(), "not a JSON object"),
+        _when(bad_magic, F.concat(F.lit("unknown magic byte 0x"), F.lower(F.hex(value.substr(1, 1))),
+                                  F.lit(": neither Avro (0) nor JSON ('{')"))),
+        _when(~avro_c & ~bad_magic & keys_c.isNull(), "not a JSON object"),
+        *avro.reasons,
     ]
-    rules = _rule_checks(event_c)
-    # Field and rule checks only mean something for a JSON object. concat_ws skips the nulls (the
-    # checks that passed); it is code-generated, where an array filter would run interpreted.
+    # Field and rule checks only mean something for a JSON object or a decoded Avro record.
+    # concat_ws skips the nulls (the checks that passed).
     is_object = keys_c.isNotNull()
-    detailed = [F.when(is_object, check) for check in
-                (*_field_reasons(raw_c, keys_c, event_c), *[_when(broken, why) for broken, why in rules])]
+    checked = is_object | avro.decoded
+    detailed = [*[F.when(is_object, check) for check in _field_reasons(raw_c, keys_c, event_c)],
+                *[F.when(checked, _when(broken, why)) for broken, why in [(time_broken, time_reason), *rules]]]
     diagnosis = F.concat_ws("; ", *structural, *detailed)
-    reason = F.when(F.coalesce(_plainly_valid(raw_c, keys_c, event_c, rules), F.lit(False)), F.lit(None)) \
-        .otherwise(F.when(diagnosis != "", diagnosis))
-    return (with_parts.withColumn("reason", reason.cast("string"))
-            .withColumn(RESCUED_COLUMN, _rescued(raw_c, keys_c, unknown)).drop("_keys"))
+    reason = F.when(plain_c, F.lit(None)).otherwise(F.nullif(_out_of_line(diagnosis), F.lit("")))
+    rescued = F.when(avro_c, avro.rescued).otherwise(_rescued(raw_c, plain_c, unknown))
+    return (with_parts.withColumn("reason", reason.cast("string")).withColumn(RESCUED_COLUMN, rescued)
+            .drop("_keys", "_plain", "_avro", *[c for c in records.columns if c.startswith("_avro_")]))
 
 
 def valid_events(classified: DataFrame) -> DataFrame:
     """The valid rows as lake rows: contract columns, Kafka coordinates, typed time, event date."""
-    event_time = F.to_timestamp(F.col("event.event_time"), "yyyy-MM-dd'T'HH:mm:ss.SSSX")
+    # A cast, not to_timestamp with a pattern: Spark's own ISO-8601 parser is several times faster
+    # than a formatter, and the rules already hold event_time to one exact shape.
+    event_time = F.col("event.event_time").try_cast("timestamp")
     columns = [F.col(f"event.{f.name}").alias(f.name) for f in FIELDS if f.kind != "timestamp"]
     return (classified.where(F.col("reason").isNull())
             .select(*columns, event_time.alias("event_time"), F.col(RESCUED_COLUMN),

@@ -89,20 +89,23 @@ def _warehouse_counts(settings, run_id: str) -> tuple[dict[str, int], int, int]:
     return {k: int(v) for k, v in per_type.items()}, int(distinct[0][0]), int(sessions[0][0])
 
 
+def load_reference_and_topics(definitions, instance, settings) -> None:
+    """Reference data in MongoDB and the dimensions in ClickHouse, through the assets; the topics."""
+    import asyncio
+
+    reference = definitions.resolve_implicit_global_asset_job_def().get_subset(asset_selection={
+        dg.AssetKey(["mongodb", "stations"]), dg.AssetKey(["mongodb", "vehicles"]),
+        dg.AssetKey(["clickhouse", "dim_stations"]), dg.AssetKey(["clickhouse", "dim_vehicles"])})
+    assert reference.execute_in_process(instance=instance).success
+    asyncio.run(resources(settings)["kafka"].ensure_topics())
+
+
 def test_simulated_run_reaches_clickhouse_exactly_once(e2e, tmp_path):
     settings = e2e
     instance = dg.DagsterInstance.ephemeral()
     definitions = defs()
 
-    # Reference data in MongoDB and the dimensions in ClickHouse, through the assets.
-    reference = definitions.resolve_implicit_global_asset_job_def().get_subset(asset_selection={
-        dg.AssetKey(["mongodb", "stations"]), dg.AssetKey(["mongodb", "vehicles"]),
-        dg.AssetKey(["clickhouse", "dim_stations"]), dg.AssetKey(["clickhouse", "dim_vehicles"])})
-    assert reference.execute_in_process(instance=instance).success
-
-    import asyncio
-
-    asyncio.run(resources(settings)["kafka"].ensure_topics())
+    load_reference_and_topics(definitions, instance, settings)
     manifest = _simulate(settings, tmp_path)
     assert manifest.sessions_completed > 20 and not manifest.interrupted
     total = sum(manifest.counts.values())

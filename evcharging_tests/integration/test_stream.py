@@ -4,7 +4,8 @@ N events, M of them malformed (one of each kind), produced to a fresh topic end 
 ingest branches as exactly the N − M valid events, each event id once, plus M quarantined records
 with their reasons; the commits' Kafka offset ranges tile each partition with no gap or overlap.
 A stream killed with SIGKILL in the middle of a batch and restarted still delivers everything
-exactly once, and replaying a committed batch id writes nothing.
+exactly once, and replaying a committed batch id writes nothing. JSON and Avro records on one topic
+(a newer Avro writer's among them) are read alike, and each undecodable Avro record is quarantined.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from evcharging.settings import PROJECT_DIR
 from evcharging.streaming.batches import META, TAG_PREFIX, BatchConflictError, IngestBatchWriter, branch_name
 from evcharging.streaming.job import StreamOptions, start_query
 from evcharging_tests.stream_crash import kill_mid_batch_then_finish
+from simulator.avro import AvroSessionEventEncoder, avro_schema, encode, schema_file, schema_text, wire_header
+from simulator.avro import decode as decode_avro
 from simulator.events import SessionEventEncoder
 
 pytestmark = pytest.mark.integration
@@ -30,11 +33,13 @@ pytestmark = pytest.mark.integration
 SESSIONS, EVENTS_PER_SESSION = 40, 8
 
 
-def _valid_events(run_id: str) -> list[tuple[bytes, bytes]]:
+def _valid_events(run_id: str, avro_every: int = 0) -> list[tuple[bytes, bytes]]:
+    """The sessions' events in JSON, or every ``avro_every``-th session's in Avro."""
     out = []
     for s in range(SESSIONS):
         session = f"{run_id}-s{s:03d}"
-        enc = SessionEventEncoder(run_id, session, "EVS00001", "EVS00001-1", f"V{s:06d}", "tesla-model-3", "CCS", 0.0)
+        encoder = AvroSessionEventEncoder if avro_every and s % avro_every == 0 else SessionEventEncoder
+        enc = encoder(run_id, session, "EVS00001", "EVS00001-1", f"V{s:06d}", "tesla-model-3", "CCS", 0.0)
         for seq in range(EVENTS_PER_SESSION):
             kind = "session_started" if seq == 0 else "session_ended" if seq == EVENTS_PER_SESSION - 1 else "charging_progress"
             out.append((session.encode(), enc.encode(kind, seq, 1767600000000 + seq * 60000, 11.0, seq * 0.18, 20.0 + seq,
@@ -95,6 +100,32 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[str, int]:
     return asyncio.run(ends())
 
 
+def _event_id(value: bytes) -> str:
+    return (decode_avro(value, produced_schemas()) if value[:1] == b"\x00" else json.loads(value))["event_id"]
+
+
+def _newer_writer_schema() -> dict:
+    """Contract version 2 as a newer producer would write it: one field more, in the middle."""
+    schema = avro_schema(1)
+    schema["fields"].insert(5, {"name": "firmware", "type": ["null", "string"], "default": None})
+    return schema
+
+
+def produced_schemas() -> dict:
+    from simulator.avro import load_schemas
+
+    return {**load_schemas(), 2: _newer_writer_schema()}
+
+
+def _avro_cases(run_id: str) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """(a newer writer's valid record, the four kinds of undecodable Avro record)."""
+    good = AvroSessionEventEncoder(run_id, f"{run_id}-x", "EVS00001", "EVS00001-1", "V9", "tesla-model-3", "CCS", 0.0) \
+        .encode("session_started", 0, 1767600000000, 11.0, 0.0, 20.0)
+    newer = encode({**decode_avro(good), "contract_version": 2, "firmware": "2.1"}, 2, _newer_writer_schema())
+    bad = [b"\x07" + good[1:], wire_header(99) + good[5:], good[:-4], good + b"\x00\x01"]
+    return [(b"newer", newer)], [(b"bad-avro", v) for v in bad]
+
+
 def _lake_contents(spark, settings, produced) -> tuple[list[str], list, list[dict]]:
     """(valid event ids, quarantined rows, commit metadata) across the stream's ingest tags."""
     lakefs = lakefs_resource(settings)
@@ -115,7 +146,7 @@ def _lake_contents(spark, settings, produced) -> tuple[list[str], list, list[dic
 
 def _assert_exactly_once(spark, settings, produced):
     ids, quarantined, metas = _lake_contents(spark, settings, produced)
-    expected = sorted(json.loads(v)["event_id"] for _, v in produced["valid"])
+    expected = sorted(_event_id(v) for _, v in produced["valid"])
     assert len(ids) == len(set(ids)), "an event id landed twice"
     assert sorted(ids) == expected
     assert sorted(bytes(r.value) for r in quarantined) == sorted(v for _, v in produced["bad"])
@@ -138,14 +169,18 @@ def _assert_exactly_once(spark, settings, produced):
     return metas
 
 
-def test_stream_writes_every_event_exactly_once_with_quarantine(spark, stack_settings, produced, tmp_path):
-    options = StreamOptions.from_settings(stack_settings, stream_name=produced["stream"], topic=produced["topic"],
-                                          checkpoint=tmp_path / "checkpoint", max_offsets_per_trigger=70,
-                                          available_now=True)
-    query = start_query(spark, stack_settings, options)
+def _drain_exactly_once(spark, settings, produced, checkpoint, max_offsets: int) -> list[dict]:
+    """Run the stream over the whole topic, then check the lake (returns the commits' metadata)."""
+    options = StreamOptions.from_settings(settings, stream_name=produced["stream"], topic=produced["topic"],
+                                          checkpoint=checkpoint, max_offsets_per_trigger=max_offsets, available_now=True)
+    query = start_query(spark, settings, options)
     assert query.awaitTermination(300), "the stream did not drain the topic within 300 s"
     assert query.exception() is None
-    metas = _assert_exactly_once(spark, stack_settings, produced)
+    return _assert_exactly_once(spark, settings, produced)
+
+
+def test_stream_writes_every_event_exactly_once_with_quarantine(spark, stack_settings, produced, tmp_path):
+    metas = _drain_exactly_once(spark, stack_settings, produced, tmp_path / "checkpoint", 70)
     assert len(metas) >= 4  # 326 records at ≤ 70 per trigger
     assert {m[f"{META}contract_version"] for m in metas} == {"1"}
 
@@ -189,3 +224,24 @@ def test_stream_waits_for_an_unreachable_kafka_then_fails_clearly(tmp_path):
     assert "EVCHARGING_STREAM_OUTAGE_WINDOW_SECONDS=4" in result.stderr and "Traceback" not in result.stderr
     attempts = [line for line in result.stderr.splitlines() if "is unreachable (attempt" in line]
     assert len(attempts) >= 2, result.stderr  # one line per attempt, backing off
+
+
+def test_json_and_avro_on_one_topic_exactly_once_with_avro_quarantine(spark, stack_settings, unique_name, tmp_path):
+    run_id = f"run-{unique_name}"
+    newer, bad_avro = _avro_cases(run_id)
+    valid, bad = _valid_events(run_id, avro_every=2) + newer, _malformed(run_id) + bad_avro
+    produced = dict(topic=f"mixed-{unique_name}", run_id=run_id, valid=valid, bad=bad, stream=f"m{unique_name}")
+    asyncio.run(_produce_topic(stack_settings.kafka_bootstrap_servers, produced["topic"],
+                               valid[:150] + bad[:5] + valid[150:] + bad[5:]))
+    schemas = tmp_path / "schemas"  # the newer writer's schema, where a registry would serve it from
+    schemas.mkdir()
+    schema_file(2, schemas).write_text(schema_text(_newer_writer_schema()))
+    settings = stack_settings.model_copy(update={"avro_schemas_dir": schemas})
+    metas = _drain_exactly_once(spark, settings, produced, tmp_path / "checkpoint", 100)
+    assert sum(json.loads(m[f"{META}rescued_fields"]) == ["firmware"] for m in metas) == 1
+    _, quarantined, _ = _lake_contents(spark, settings, produced)
+    reasons = {bytes(r.value): r.reason for r in quarantined}
+    expected = ["unknown magic byte 0x07", "unknown Avro schema id 99", "is truncated or not of that schema",
+                "bytes are left after its last field"]
+    for (_, value), reason in zip(bad_avro, expected, strict=True):
+        assert reason in reasons[value], (reason, reasons[value])

@@ -15,10 +15,16 @@ def _good(seq: int = 0, event_type: str = "charging_progress", end_reason: str |
     return ENCODER.encode(event_type, seq, 1767600000000 + seq * 60000, 50.0, 1.25, 40.5, end_reason)
 
 
-def _mutate(change) -> bytes:
+def _mutate(change, separators: tuple[str, str] | None = None) -> bytes:
     event = json.loads(_good())
     change(event)
-    return json.dumps(event).encode()
+    return json.dumps(event, separators=separators).encode()
+
+
+def _compact(change) -> bytes:
+    """The change in the reference encoding's shape (keys in order, no spaces): these records meet
+    the one-parse test (``canonical_json_pattern``) before any diagnosis, so it must turn them down."""
+    return _mutate(change, (",", ":"))
 
 
 MALFORMED = {
@@ -37,6 +43,17 @@ MALFORMED = {
     "contract version 0": (_mutate(lambda e: e.update(contract_version=0)), "contract_version 0 is not a version"),
     "soc above 100": (_mutate(lambda e: e.update(soc_pct=101.0)), "soc_pct out of 0-100"),
     "float seq": (_mutate(lambda e: e.update(seq=1.5)), "seq: expected int"),
+    "compact: number as string": (_compact(lambda e: e.update(power_kw="50.0")), "power_kw: expected float"),
+    "compact: id as number": (_compact(lambda e: e.update(station_id=17)), "station_id: expected string"),
+    "compact: null session id": (_compact(lambda e: e.update(session_id=None)), "session_id is null"),
+    "compact: float seq": (_compact(lambda e: e.update(seq=1.5)), "seq: expected int"),
+    "compact: number as time": (_compact(lambda e: e.update(event_time=1767600000000)), "event_time: expected timestamp"),
+    "compact: missing end_reason": (_compact(lambda e: e.pop("end_reason")), "missing field end_reason"),
+    "compact: soc above 100": (_compact(lambda e: e.update(soc_pct=101.0)), "soc_pct out of 0-100"),
+    "compact: end_reason on progress": (_compact(lambda e: e.update(end_reason="fault")),
+                                        "end_reason is set on a non-final event"),
+    "compact: escaped quote in an id": (_compact(lambda e: e.update(vehicle_id='V"1', soc_pct=-1.0)),
+                                        "soc_pct out of 0-100"),
 }
 
 
@@ -91,10 +108,14 @@ def test_unknown_fields_are_rescued_not_rejected(spark):
 
     newer = _mutate(lambda e: e.update(contract_version=2, firmware="1.2.3", retries=2, tariff={"eur": [0.3, None]}))
     spaced = json.dumps({**json.loads(_good(1)), "firmware": "9"}, indent=1).encode()  # not in contract order
-    classified = classify_records(_kafka_frame(spark, [_good(0), newer, spaced]))
+    appended = _compact(lambda e: e.update(firmware=None))  # the reference shape, one key more
+    escaped = _compact(lambda e: e.update(vehicle_id='V"1'))  # valid, not matched by the plain test
+    classified = classify_records(_kafka_frame(spark, [_good(0), newer, spaced, appended, escaped]))
     assert quarantine_rows(classified).count() == 0
     rows = {r.kafka_offset: r for r in valid_events(classified).collect()}
     assert rows[0].rescued_fields is None
     assert json.loads(rows[1].rescued_fields) == {"firmware": "1.2.3", "retries": 2, "tariff": {"eur": [0.3, None]}}
     assert rows[1].contract_version == 2 and rows[1].power_kw == 50.0
     assert json.loads(rows[2].rescued_fields) == {"firmware": "9"}
+    assert json.loads(rows[3].rescued_fields) == {"firmware": None}
+    assert rows[4].rescued_fields is None and rows[4].vehicle_id == 'V"1'

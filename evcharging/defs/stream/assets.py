@@ -4,6 +4,8 @@ Lineage: the MongoDB reference data → the simulator (this asset's step) → th
 Spark stream (its own process; its ingest commits are the ``ingest_batch`` partitions).
 """
 
+from typing import Literal
+
 import dagster as dg
 from pydantic import Field
 
@@ -25,6 +27,8 @@ class SimulationConfig(dg.Config):
                                                "each launch is a new simulator run (its events have new ids).")
     speed: float = Field(0.0, description="0 = as fast as possible, else real time × speed.")
     start: str = Field("2026-01-05T06:00:00+00:00", description="Simulated start (ISO-8601, UTC): a morning peak.")
+    encoding: Literal["json", "avro"] = Field("json", description="Of the events: JSON, or Avro in Confluent's wire "
+                                                                  "format; the stream reads both.")
 
 
 def seed_for_run(run_id: str) -> int:
@@ -33,7 +37,8 @@ def seed_for_run(run_id: str) -> int:
 
 def simulator_args(config: SimulationConfig, seed: int) -> list[str]:
     return ["--source", "mongodb", "--vehicles", str(config.vehicles), "--duration", str(config.hours),
-            "--seed", str(seed), "--speed", str(config.speed), "--start", config.start, "--sink", "kafka"]
+            "--seed", str(seed), "--speed", str(config.speed), "--start", config.start, "--sink", "kafka",
+            "--encoding", config.encoding]
 
 
 def simulator_env(kafka: KafkaResource, mongo: MongoResource) -> dict[str, str]:
