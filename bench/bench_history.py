@@ -130,6 +130,18 @@ SELECT concat('hist-', toString(number)), 'history', {per_load // PER_SESSION}, 
 FROM numbers({batches[0]}, {n})""")
 
 
+def settle(wh, timeout_s: float = 600) -> str:
+    """Wait until ClickHouse has merged what the ageing inserted (in a pipeline that ran for months the
+    merges kept pace; minutes after inserting 250 M rows at once they have not), at most ``timeout_s``."""
+    started = time.monotonic()
+    while wh.query_rows("SELECT count() FROM system.merges")[0][0] or \
+            wh.query_rows("SELECT count() FROM system.mutations WHERE NOT is_done")[0][0]:
+        if time.monotonic() - started > timeout_s:
+            return f"still merging after {timeout_s:.0f} s (measured anyway)"
+        time.sleep(5)
+    return f"settled in {time.monotonic() - started:.0f} s"
+
+
 def age_lake(lakefs, stream: str, batches: tuple[int, int]) -> None:
     """Published batches: their tags on main's first commit (no branch: merged and deleted)."""
     repo = lakefs.repo()
@@ -293,6 +305,7 @@ def main() -> None:
                     for mart in MARTS:
                         rebuild_mart(wh, DB, mart)
                     extend_dim_time(wh, DB)
+                    say(f"{age}: merges of the synthesized history {settle(wh)}")
             age_lake(lakefs, stream, (args.batches - target[1], args.batches - done[1]))
             age_instance(instance, stream, (args.batches - target[1], args.batches - done[1]), target[2] - done[2])
             done = target
