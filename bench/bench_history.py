@@ -52,7 +52,8 @@ from evcharging.warehouse import load as wload  # noqa: E402
 from evcharging.warehouse.dimensions import extend_dim_time  # noqa: E402
 from evcharging.warehouse.freshness import warehouse_lag  # noqa: E402
 from evcharging.warehouse.marts import MARTS, rebuild_mart, refresh_mart_from_sessions  # noqa: E402
-from evcharging.warehouse.reconcile import recorded_stage, reconcile, warehouse_stage  # noqa: E402
+from evcharging.warehouse.reconcile import warehouse_stage  # noqa: E402
+from evcharging.warehouse.reconcile_state import reconcile_since_last  # noqa: E402
 from evcharging.warehouse.schema import ensure_tables, qualified  # noqa: E402
 from evcharging.warehouse.tables import stored_rows, table_preview  # noqa: E402
 
@@ -233,8 +234,8 @@ def recurring_steps(wh, lakefs, spark, instance, stream: str, n: int, first_ms: 
         f"{qualified(DB, 'fact_charging_sessions')}) - INTERVAL 1 HOUR")))
     for mart in MARTS:
         timed(figures, f"marts: {mart}", lambda m=mart: refresh_mart_from_sessions(wh, DB, m))
-    timed(figures, "reconcile (recorded counts)", lambda: reconcile(
-        {}, recorded_stage(wh, DB), wload.load_log(wh, DB), "t"))
+    # What the reconcile job runs: the loads since the last reconciliation, from recorded counts.
+    timed(figures, "reconcile (since the last one)", lambda: reconcile_since_last(wh, DB, {}, "t"))
     context = dg.build_sensor_context(instance=instance, cursor=PublishCursor(seen=newest_tag).dump(),
                                       resources={"lakefs": lakefs})
     timed(figures, "sensor: ingest_commits tick", lambda: ingest_commits(context))
