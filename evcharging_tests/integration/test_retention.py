@@ -60,3 +60,16 @@ def test_pruning_keeps_pending_batches_exact(spark, lake):
     # A second pass has nothing left to prune (the batch waiting keeps its tag).
     again = prune_published_tags(lake, stream, older_than_s=0, keep_newest=1)
     assert again.pruned == [] and again.oldest_kept == tag_name(stream, 3)
+
+
+def test_the_prune_history_job_runs_as_defined(stack_settings):
+    """The hourly job as the code location defines it, on the stack's repository: it succeeds and
+    records what it pruned (nothing is old enough on a fresh stack) as an observation of lake_main."""
+    from evcharging.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs().get_job_def("prune_history").execute_in_process(instance=instance)
+    assert result.success
+    [observation] = [e.asset_observation_data.asset_observation for e in result.all_events
+                     if e.event_type_value == "ASSET_OBSERVATION"]
+    assert {"tags_pruned", "partitions_pruned", "runs_pruned"} <= set(observation.metadata)

@@ -60,8 +60,7 @@ def prune_expired_state(context: dg.OpExecutionContext, lakefs: LakeFSResource) 
     started = time.monotonic()
     tags = prune_published_tags(lakefs, settings.stream_name, settings.published_batch_retention_days * 86400)
     partitions = prune_partitions(context.instance, tags.pruned, tags.oldest_kept)
-    keys = [k for k in context.repository_def.asset_graph.get_all_asset_keys()
-            if not context.repository_def.asset_graph.get(k).is_partitioned]
+    keys = list(context.instance.get_asset_keys())  # every asset with events: their latest runs are kept
     cutoff = datetime.now(UTC) - timedelta(days=settings.dagster_run_retention_days)
     runs = prune_runs(context.instance, cutoff, keys)
     context.log.info(f"pruned {len(tags.pruned)} lakeFS tags, {partitions} ingest_batch partitions and {runs} runs "
