@@ -94,11 +94,15 @@ def ingest_commit(lakefs: LakeFSResource, branch: str) -> IngestCommit:
     return IngestCommit(branch, tag, commit.id, dict(commit.metadata or {}))
 
 
-def is_merged(lakefs: LakeFSResource, commit_id: str) -> bool:
-    """Whether ``commit_id`` is already part of main (it is its own merge base with main)."""
+def is_ancestor(lakefs: LakeFSResource, commit_id: str, ref: str) -> bool:
+    """Whether ``commit_id`` is already part of ``ref``'s history (it is its own merge base with it)."""
     sdk = lakefs.client().sdk_client
-    base = sdk.refs_api.find_merge_base(lakefs.repository, commit_id, lakefs.default_branch)
-    return base.base_commit_id == commit_id
+    return sdk.refs_api.find_merge_base(lakefs.repository, commit_id, ref).base_commit_id == commit_id
+
+
+def is_merged(lakefs: LakeFSResource, commit_id: str) -> bool:
+    """Whether ``commit_id`` is already part of main."""
+    return is_ancestor(lakefs, commit_id, lakefs.default_branch)
 
 
 def arrow_filesystem(lakefs: LakeFSResource):

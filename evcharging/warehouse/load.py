@@ -49,9 +49,12 @@ from datetime import date, timedelta
 
 from evcharging.contracts import lake_event_columns
 from evcharging.crashpoints import crashpoint
+from evcharging.lake.ingest import is_ancestor
 from evcharging.lake.main import LakeHistoryError, added_event_files
 from evcharging.warehouse.lineage import merged_batches, union_ranges
-from evcharging.warehouse.schema import ensure_tables, event_column_types, optional_fields, qualified, rescued_value
+from evcharging.warehouse.schema import (
+    ensure_tables, event_column_types, optional_fields, qualified, rescued_value, sql_str,
+)
 
 __all__ = [
     "EVENT_FILES_PER_INSERT", "EventLoadError", "LakeHistoryError", "LoadReport", "event_insert_sql",
@@ -106,10 +109,6 @@ class EventLoadError(RuntimeError):
     """ClickHouse could not load the event files (the message never holds the lakeFS credentials)."""
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def last_loaded_commit(wh, database: str) -> str | None:
     rows = wh.query_rows(f"SELECT commit_id FROM {qualified(database, 'load_log')} FINAL "
                          "ORDER BY loaded_at DESC, commit_id LIMIT 1")
@@ -131,7 +130,7 @@ _COUNTS = ("files", "events_read", "events_loaded", "sessions_loaded", "batches"
 
 def loaded(wh, database: str, commit: str) -> LoadReport | None:
     """The record of an earlier load of ``commit``, or None."""
-    rows = load_log(wh, database, f"commit_id = {_sql_str(commit)}")
+    rows = load_log(wh, database, f"commit_id = {sql_str(commit)}")
     return rows[0] if rows else None
 
 
@@ -164,7 +163,7 @@ def record_load(wh, database: str, report: LoadReport) -> None:
         f"INSERT INTO {qualified(database, 'load_log')} "
         f"(commit_id, previous_commit, kafka_ranges, {', '.join(_COUNTS)}, first_event_time, last_event_time, "
         f"loaded_at) VALUES "
-        f"({_sql_str(report.commit)}, {_sql_str(report.previous_commit or '')}, {_sql_str(report.kafka_ranges)}, "
+        f"({sql_str(report.commit)}, {sql_str(report.previous_commit or '')}, {sql_str(report.kafka_ranges)}, "
         f"{counts}, {_time_sql(report.first_event_ms)}, {_time_sql(report.last_event_ms)}, now64(3, 'UTC'))")
 
 
@@ -199,16 +198,16 @@ def event_insert_sql(database: str, lakefs, commit: str, paths: list[str], endpo
     optional = optional_fields()
     values = ", ".join(f"ifNull(`{c}`, {rescued_value(optional[c])}) AS `{c}`" if c in optional else f"`{c}`"
                        for c in lake_event_columns())
-    credentials = f"{_sql_str(lakefs.access_key_id)}, {_sql_str(lakefs.secret_access_key)}"
-    structure = _sql_str(_file_structure())
+    credentials = f"{sql_str(lakefs.access_key_id)}, {sql_str(lakefs.secret_access_key)}"
+    structure = sql_str(_file_structure())
     files = "\nUNION ALL ".join(
-        f"SELECT * FROM s3({_sql_str(_file_url(lakefs, commit, p, endpoint))}, {credentials}, 'Parquet', {structure})"
+        f"SELECT * FROM s3({sql_str(_file_url(lakefs, commit, p, endpoint))}, {credentials}, 'Parquet', {structure})"
         for p in paths)
     # optimize_on_insert = 0: collapsing duplicates within each inserted block halves the insert's
     # speed and guarantees nothing (FINAL and merges collapse across blocks and parts anyway).
     # use_hive_partitioning = 0: the file's columns only, whatever its directory is called.
     return (f"INSERT INTO {qualified(database, table)} ({columns}, `load_commit`)\n"
-            f"SELECT {values}, {_sql_str(commit)} AS `load_commit` FROM (\n{files})\n"
+            f"SELECT {values}, {sql_str(commit)} AS `load_commit` FROM (\n{files})\n"
             "SETTINGS optimize_on_insert = 0, use_hive_partitioning = 0")
 
 
@@ -305,7 +304,7 @@ def stage_and_append(wh, database: str, lakefs, commit: str, paths: list[str], t
         for table in ("fact_charging_events", "session_events_open"):
             wh.command(f"INSERT INTO {qualified(database, table)} ({columns}) SELECT {columns} FROM {staging} "
                        f"SETTINGS optimize_on_insert = 0, insert_deduplicate = 1, "
-                       f"insert_deduplication_token = {_sql_str(token)}")
+                       f"insert_deduplication_token = {sql_str(token)}")
     finally:
         wh.command(f"DROP TABLE IF EXISTS {staging}")
     events = int(events)
@@ -325,7 +324,7 @@ def _ended_sessions_sql(database: str, commits: list[str]) -> str:
     """The sessions the loads ``commits`` touched that have ended (in one of them or an earlier one),
     from ``session_events_open`` (only sessions not summarised yet are there)."""
     table = qualified(database, "session_events_open")
-    loads = ", ".join(_sql_str(c) for c in commits)
+    loads = ", ".join(sql_str(c) for c in commits)
     return (f"SELECT session_id FROM {table} "
             f"WHERE session_id IN (SELECT session_id FROM {table} WHERE load_commit IN ({loads})) "
             "GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0")
@@ -341,7 +340,7 @@ def _session_events_sql(database: str, commits: str | list[str], indexed: bool =
         return (f"SELECT {_session_columns()} FROM {table} WHERE session_id IN ({_ended_sessions_sql(database, commits)}) "
                 "LIMIT 1 BY event_id")
     events = qualified(database, "fact_charging_events")
-    loads = ", ".join(_sql_str(c) for c in commits)
+    loads = ", ".join(sql_str(c) for c in commits)
     return f"""
 SELECT {_session_columns()} FROM {events} FINAL
 WHERE session_id IN (
@@ -373,8 +372,9 @@ def close_sessions(wh, database: str, session_ids) -> None:
             wh.command(f"DELETE FROM {table} WHERE session_id IN (SELECT session_id FROM {ids})")
         finally:
             wh.command(f"DROP TABLE IF EXISTS {ids}")
-    wh.command(f"DELETE FROM {table} WHERE event_time < "
-               f"(SELECT max(event_time) FROM {table}) - INTERVAL {SESSION_MAX_HOURS} HOUR")
+    stale = f"event_time < (SELECT max(event_time) FROM {table}) - INTERVAL {SESSION_MAX_HOURS} HOUR"
+    if wh.query_rows(f"SELECT count() FROM {table} WHERE {stale}")[0][0]:  # a DELETE is a mutation: only when due
+        wh.command(f"DELETE FROM {table} WHERE {stale}")
 
 
 def sessionize(wh, database: str, spark, commits: str | list[str]) -> int:
@@ -414,12 +414,6 @@ def summarise_sessions(spark, events, commit: str):
 
 # --- one load ---------------------------------------------------------------------------------------
 
-def _older_than(lakefs, commit: str, loaded: str) -> bool:
-    """Whether ``commit`` is already part of ``loaded``'s history (a target that another load passed)."""
-    sdk = lakefs.client().sdk_client
-    return sdk.refs_api.find_merge_base(lakefs.repository, commit, loaded).base_commit_id == commit
-
-
 def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload: bool = False,
                      log=None) -> LoadReport:
     """Bring the warehouse facts up to lakeFS commit ``commit`` (see the module docstring).
@@ -434,7 +428,7 @@ def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload:
     if done and not full_reload:
         return done
     previous = None if full_reload else last_loaded_commit(wh, database)
-    if previous and _older_than(lakefs, commit, previous):
+    if previous and is_ancestor(lakefs, commit, previous):  # a target that another load passed
         if log:
             log(f"commit {commit[:12]} is older than the last one loaded ({previous[:12]}): nothing to load")
         return loaded(wh, database, previous)
@@ -510,7 +504,7 @@ def record_session_counts(wh, database: str, pass_commit: str, sessions) -> None
     if not sessions.num_rows or "run_id" not in sessions.column_names:
         return
     counts = pc.value_counts(sessions["run_id"]).to_pylist()
-    values = ", ".join(f"({_sql_str(pass_commit)}, {_sql_str(c['values'])}, {c['counts']}, now64(3, 'UTC'))"
+    values = ", ".join(f"({sql_str(pass_commit)}, {sql_str(c['values'])}, {c['counts']}, now64(3, 'UTC'))"
                        for c in counts)
     wh.command(f"INSERT INTO {qualified(database, 'session_counts')} (pass_commit, run_id, sessions, counted_at) "
                f"VALUES {values}")
@@ -521,7 +515,7 @@ def record_sessionized(wh, database: str, commits: list[str], sessions: int, day
     def row(i: int, c: str) -> str:
         last = i == len(commits) - 1
         day_list = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(set(days))) if last else ""
-        return f"({_sql_str(c)}, {sessions if last else 0}, now64(3, 'UTC'), [{day_list}])"
+        return f"({sql_str(c)}, {sessions if last else 0}, now64(3, 'UTC'), [{day_list}])"
 
     values = ", ".join(row(i, c) for i, c in enumerate(commits))
     wh.command(f"INSERT INTO {qualified(database, 'session_log')} (commit_id, sessions_loaded, sessionized_at, days) "

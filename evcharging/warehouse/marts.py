@@ -101,13 +101,13 @@ INNER JOIN {_stations(db)} AS d ON d.station_id = s.station_id
 GROUP BY date, charger_type"""
 
 
-def charger_type_kpis_sql(db: str, days: list[date] | None = None) -> str:
+def charger_type_kpis_sql(db: str) -> str:
     """``stations``, ``chargers`` and ``utilisation`` describe the network as it is now: stations
     retired from the reference data are left out (their chargers are no capacity any more, and
     their sessions' time is left out of the occupied time too). ``sessions``, energy, power, times
     and fault rate are history: every session, also those at stations retired since. A charger
     type whose stations are all retired keeps its row, with no stations or chargers. Summed from
-    ``mart_charger_type_daily`` (``days`` is not used: the sum is over every day's states)."""
+    every day's states in ``mart_charger_type_daily``."""
     hours = f"(SELECT count() FROM {qualified(db, 'dim_time')} FINAL)"
     return f"""
 WITH {hours} AS hours
@@ -156,11 +156,9 @@ PREVIEW_WHERE = {
     "mart_charger_type_kpis": "1",
 }
 
-# Day-partitioned tables refreshed day by day, and what each mart is refreshed from.
-_DAILY = {"mart_station_hourly_utilisation": station_hourly_utilisation_sql,
-          "mart_daily_energy_by_city_operator": daily_energy_by_city_operator_sql,
-          "mart_charger_type_daily": charger_type_daily_sql}
-_DAILY_STATES = {"mart_charger_type_kpis": "mart_charger_type_daily"}
+# A mart summed whole from the per-day states of another table: (that table, its per-day SELECT).
+# Every other mart is day-partitioned itself and refreshed day by day with its own SELECT.
+_DAILY_STATES = {"mart_charger_type_kpis": ("mart_charger_type_daily", charger_type_daily_sql)}
 
 
 def _replace_days(wh, database: str, table: str, select_sql: str, days: list[date]) -> None:
@@ -170,8 +168,7 @@ def _replace_days(wh, database: str, table: str, select_sql: str, days: list[dat
     wh.command(f"CREATE TABLE {shadow} {TABLES[table]}")
     try:
         wh.command(f"INSERT INTO {shadow} {select_sql}")
-        filled = {r[0] for r in wh.query_rows(
-            f"SELECT DISTINCT _partition_id FROM {shadow}")}
+        filled = {r[0] for r in wh.query_rows(f"SELECT DISTINCT _partition_id FROM {shadow}")}
         for day in sorted(set(days)):
             partition = day.strftime("%Y%m%d")
             action = "REPLACE PARTITION ID" if partition in filled else "DROP PARTITION ID"
@@ -184,13 +181,14 @@ def _replace_days(wh, database: str, table: str, select_sql: str, days: list[dat
 def refresh_mart(wh, database: str, mart: str, days: list[date] | None) -> None:
     """Recompute ``mart`` for ``days`` (the days a sessions pass wrote sessions for); every day when None."""
     ensure_tables(wh, database)
-    table = _DAILY_STATES.get(mart, mart)
+    build = MARTS[mart][0]
+    table, select = _DAILY_STATES.get(mart, (mart, build))
     if days is None:
-        rebuild_from_select(wh, database, table, _DAILY[table](database))
+        rebuild_from_select(wh, database, table, select(database))
     elif days:
-        _replace_days(wh, database, table, _DAILY[table](database, days), days)
+        _replace_days(wh, database, table, select(database, days), days)
     if mart in _DAILY_STATES:  # a few rows per day and charger type: summed whole
-        rebuild_from_select(wh, database, mart, charger_type_kpis_sql(database))
+        rebuild_from_select(wh, database, mart, build(database))
 
 
 @dataclass(frozen=True)

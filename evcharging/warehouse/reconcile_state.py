@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from evcharging.warehouse.load import load_log
 from evcharging.warehouse.reconcile import Difference, Reconciliation, recorded_stage, reconcile
-from evcharging.warehouse.schema import qualified
+from evcharging.warehouse.schema import qualified, sql_str
 
 
 @dataclass
@@ -23,10 +23,6 @@ class ReconcileState:
     ranges: dict = field(default_factory=dict)
     exact_runs: set[str] = field(default_factory=set)
     load_differences: list[dict] = field(default_factory=list)
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def read_state(wh, database: str) -> ReconcileState:
@@ -63,6 +59,6 @@ def reconcile_since_last(wh, database: str, manifests: dict, events_topic: str) 
                             f"WHERE loaded_at > toDateTime64('{state.through}', 3, 'UTC')")[0][0] if loads else state.through
     differences = json.dumps([asdict(d) for d in carried + new_load_differences])
     wh.command(f"INSERT INTO {qualified(database, 'reconcile_log')} VALUES (now64(3, 'UTC'), "
-               f"toDateTime64('{through}', 3, 'UTC'), {_sql_str(json.dumps(result.ranges))}, "
-               f"[{', '.join(_sql_str(r) for r in sorted(exact))}], {_sql_str(differences)})")
+               f"toDateTime64('{through}', 3, 'UTC'), {sql_str(json.dumps(result.ranges))}, "
+               f"[{', '.join(sql_str(r) for r in sorted(exact))}], {sql_str(differences)})")
     return result

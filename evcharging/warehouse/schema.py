@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from evcharging.contracts import FIELDS, KAFKA_COLUMNS, RESCUED_COLUMN, EventField
 
-__all__ = ["TABLES", "ensure_tables", "event_column_types", "optional_fields", "qualified", "rescued_value"]
+__all__ = ["TABLES", "ensure_tables", "event_column_types", "optional_fields", "qualified", "rescued_value", "sql_str"]
 
 _LOW_CARDINALITY = {"event_type", "connector_type", "end_reason", "run_id", "vehicle_model_id"}
 _NARROW_INTS = {"contract_version": "UInt16", "seq": "UInt32"}
@@ -283,6 +283,11 @@ def qualified(database: str, table: str) -> str:
     return f"`{database}`.`{table}`"
 
 
+def sql_str(value: str) -> str:
+    """``value`` as a ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def ensure_tables(wh, database: str) -> None:
     """Create the database and every table if missing, and add columns a newer contract introduced."""
     wh.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
@@ -292,13 +297,21 @@ def ensure_tables(wh, database: str) -> None:
     for name, columns in (("fact_charging_events", _event_columns_ddl()), ("session_events_open", _event_columns_ddl()),
                           ("load_log", LOAD_LOG_COLUMNS), ("session_log", SESSION_LOG_COLUMNS)):
         _add_missing_columns(wh, database, name, columns)
-    create = wh.query_rows(f"SELECT create_table_query FROM system.tables WHERE database = '{database}' "
-                           "AND name = 'fact_charging_events'")
-    if create and "non_replicated_deduplication_window" not in create[0][0]:
-        wh.command(f"ALTER TABLE {qualified(database, 'fact_charging_events')} MODIFY SETTING {_DEDUPLICATION_WINDOW}")
-    # Parts written from now on carry them (older parts are simply read, as before).
+    _upgrade_facts(wh, database)
+
+
+def _upgrade_facts(wh, database: str) -> None:
+    """Give a fact created by an older version what the DDL now has: the deduplication window, and
+    the time indexes (parts written from then on carry them; older parts are simply read, as before).
+    Each ALTER runs only when missing: ``ensure_tables`` runs in every load."""
+    created = dict(wh.query_rows(f"SELECT name, create_table_query FROM system.tables WHERE database = '{database}' "
+                                 "AND name IN ('fact_charging_events', 'fact_charging_sessions')"))
+    events = qualified(database, "fact_charging_events")
+    if "non_replicated_deduplication_window" not in created.get("fact_charging_events", _DEDUPLICATION_WINDOW):
+        wh.command(f"ALTER TABLE {events} MODIFY SETTING {_DEDUPLICATION_WINDOW}")
     for name, index in (("fact_charging_events", _EVENT_TIME_INDEX), ("fact_charging_sessions", _START_TIME_INDEX)):
-        wh.command(f"ALTER TABLE {qualified(database, name)} ADD {index.replace('INDEX', 'INDEX IF NOT EXISTS', 1)}")
+        if index.split()[1] not in created.get(name, index):
+            wh.command(f"ALTER TABLE {qualified(database, name)} ADD {index}")
 
 
 # Tables whose layout changed since they were first created here: (table, expected partition key).

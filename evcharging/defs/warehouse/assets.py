@@ -85,7 +85,7 @@ def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig
     return lakefs.repo().branch(lakefs.default_branch).get_commit().id
 
 
-GIVE_WAY_TAG = "evcharging/give_way_after_seconds"  # set on the publish job (evcharging.defs.lake.jobs)
+GIVE_WAY_TAG = "evcharging/give_way_after_seconds"  # set on the events lane's jobs (evcharging.defs.lake.jobs)
 
 
 def _give_way_after(context: dg.AssetExecutionContext, configured: float | None) -> float | None:
