@@ -21,6 +21,8 @@ One load, in two separately timed phases:
 4. ``load_log`` records the commit last, so a crash before it simply repeats the load, whose INSERT
    carries the load as deduplication token: the repeat writes nothing (and both facts are
    ``ReplacingMergeTree`` keyed by the row's identity, so any copy would collapse under ``FINAL``).
+   If main moved on before the repeat, the next load finishes the interrupted one first
+   (``load_started`` names it), under its own token, then loads the rest.
 
 Every figure a load reports comes from the rows it adds, never from the whole table: the files are
 first read into a staging table of their own (``fact_charging_events__load_<id>``, Memory), which
@@ -59,7 +61,7 @@ from evcharging.warehouse.schema import (
 __all__ = [
     "EVENT_FILES_PER_INSERT", "EventLoadError", "LakeHistoryError", "LoadReport", "event_insert_sql",
     "SessionsReport", "last_loaded_commit", "last_sessionized_commit", "load_event_files", "load_lake_commit",
-    "close_sessions", "load_log", "loaded", "loaded_totals", "record_load", "session_days", "session_events", "sessionize",
+    "close_sessions", "interrupted_load", "load_log", "loaded", "loaded_totals", "record_load", "session_days", "session_events", "sessionize",
     "sessionize_pending", "stage_and_append", "unsessionized_commits",
 ]  # fmt: skip
 
@@ -432,12 +434,22 @@ def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload:
         if log:
             log(f"commit {commit[:12]} is older than the last one loaded ({previous[:12]}): nothing to load")
         return loaded(wh, database, previous)
+    interrupted = None if full_reload else interrupted_load(wh, database, previous)
+    if interrupted and interrupted != commit and is_ancestor(lakefs, interrupted, commit):
+        if log:
+            log(f"the load of {interrupted[:12]} was interrupted before load_log recorded it: finishing it first "
+                "(what it inserted is not inserted again)")
+        load_lake_commit(wh, database, spark, lakefs, interrupted, log=log)
+        previous = interrupted
     _drop_stale_staging(wh, database)
     paths = added_event_files(lakefs.repo(), previous, commit)
     if log:
         log(f"lakeFS {(previous or 'empty')[:12]} → {commit[:12]}: {len(paths)} new event files")
     started = time.monotonic()
     token = f"{previous or 'full'}..{commit}"  # one load: this diff
+    if paths:
+        wh.command(f"INSERT INTO {qualified(database, 'load_started')} VALUES "
+                   f"({sql_str(commit)}, {sql_str(previous or '')}, now64(3, 'UTC'))")
     staged = stage_and_append(wh, database, lakefs, commit, paths, token) if paths else StagedLoad(0, None, None, "")
     events_s = time.monotonic() - started
     if log:
@@ -467,6 +479,15 @@ def load_lake_commit(wh, database: str, spark, lakefs, commit: str, full_reload:
     if spark is not None:
         record_sessionized(wh, database, [commit], sessions_loaded, days)
     return report
+
+
+def interrupted_load(wh, database: str, previous: str | None) -> str | None:
+    """The commit a load from ``previous`` (the last one recorded) started to insert and never
+    recorded: it was killed in between. One row to read, however many loads there were."""
+    rows = wh.query_rows(f"SELECT commit_id, previous_commit FROM {qualified(database, 'load_started')} FINAL")
+    if not rows or rows[0][1] != (previous or "") or rows[0][0] == previous:
+        return None
+    return None if loaded(wh, database, rows[0][0]) else rows[0][0]
 
 
 # --- sessions of loads made without them ------------------------------------------------------------

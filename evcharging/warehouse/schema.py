@@ -121,6 +121,14 @@ TABLES: dict[str, str] = {
     "session_log": f"""(
     {_columns(SESSION_LOG_COLUMNS)}
 ) ENGINE = ReplacingMergeTree(sessionized_at) ORDER BY commit_id""",
+    # The load in progress (one row, the newest wins): a load killed after its INSERT, before
+    # load_log recorded it, is finished first by the next load, under the same deduplication token,
+    # even when main moved on meanwhile (a load to the newer commit would insert its rows again).
+    "load_started": """(
+    commit_id String,
+    previous_commit String,
+    started_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(started_at) ORDER BY tuple()""",
     # Per load, per simulator run and event type: the events it inserted (reconciliation sums these
     # per run instead of counting the fact table).
     "load_counts": """(

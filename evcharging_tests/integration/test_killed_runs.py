@@ -42,6 +42,8 @@ pytestmark = pytest.mark.integration
 PORT = 3392
 POINTS = ("before_merge", "after_merge", "before_load_recorded")
 FAILED = [dg.DagsterRunStatus.FAILURE]
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
 LANES = ("publish_ingest_batches", "refresh_lake_main")  # the jobs that merge and load
 
 
@@ -109,6 +111,9 @@ def test_runs_killed_mid_merge_and_mid_load_are_exact_after_the_sensors_rerun_th
         # The refresh lane loads what no run loaded (after its back-off if the killed run was a refresh).
         with dg.DagsterInstance.from_config(str(home)) as instance:
             _wait(lambda: data_version(instance, FACT_EVENTS) == head, "a run to load main's head", 240)
+        # A refresh the sensor queued meanwhile finds the head loaded; Ctrl-C stops a run in flight
+        # (it fails), so stop only once the lanes are idle.
+        _wait(lambda: not any(_runs(home, job, IN_FLIGHT) for job in LANES), "the lanes' queued runs to end", 120)
     finally:
         if dev.poll() is None:
             dev.send_signal(signal.SIGINT)
@@ -119,13 +124,21 @@ def test_runs_killed_mid_merge_and_mid_load_are_exact_after_the_sensors_rerun_th
             runs = instance.get_runs()
             statuses = sorted((r.job_name, r.status.value) for r in runs)
             # The three killed runs failed (the code server saw their processes die), and no other run did.
-            assert [s for j, s in statuses if j in LANES].count("FAILURE") == 3, statuses
+            assert [s for j, s in statuses if j in LANES].count("FAILURE") == 3, (statuses, _why_failed(instance))
         _assert_exact(lakefs, data_dir, run, expected, head)
     except AssertionError:
         print(output[-5000:])
         raise
     finally:
         drop_repository(stack_settings, lakefs)
+
+
+def _why_failed(instance) -> list[tuple[str, str]]:
+    """Each failed run's job and the messages of its failure events (a failed assertion names them)."""
+    failures = (dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ENGINE_EVENT)
+    return [(r.job_name, " | ".join(str(e.message or e.dagster_event and e.dagster_event.message)[:300]
+                                    for e in instance.all_logs(r.run_id) if e.dagster_event_type in failures))
+            for r in instance.get_runs(dg.RunsFilter(statuses=FAILED))]
 
 
 def _assert_exact(lakefs, data_dir, run: str, expected: set[bytes], head: str) -> None:

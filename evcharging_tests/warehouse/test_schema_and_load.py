@@ -2,7 +2,8 @@
 table (and is re-runnable); ClickHouse loads the event files a commit added with every value intact
 (event_time exact to the ms from Spark's Parquet timestamps), in several INSERTs when there are many
 files; loads keyed by a lakeFS commit are idempotent — loading the same commit twice, or a
-duplicate event in a later commit, leaves the same rows; a session split across two loads becomes
+duplicate event in a later commit, leaves the same rows, and a load killed before it was recorded
+is finished first, never inserted again, when main moved on meanwhile; a session split across two loads becomes
 one fact row once it ends; the session phase hands Spark the warehouse's events as Arrow with the
 types it expects; and the lakeFS credentials never show in a load error."""
 
@@ -11,9 +12,10 @@ from __future__ import annotations
 import pytest
 
 from evcharging.contracts import lake_event_columns
+from evcharging.warehouse import load as load_module
 from evcharging.warehouse.load import (
-    EventLoadError, _session_events_sql, event_insert_sql, last_loaded_commit, load_event_files, load_lake_commit,
-    loaded, run_masking_secrets, sessionize, stage_and_append,
+    EventLoadError, _session_events_sql, event_insert_sql, interrupted_load, last_loaded_commit, load_event_files,
+    load_lake_commit, load_log, loaded, run_masking_secrets, sessionize, stage_and_append,
 )
 from evcharging.warehouse.schema import TABLES, ensure_tables, qualified
 from evcharging_tests.warehouse.conftest import DB
@@ -123,6 +125,33 @@ def test_loads_are_idempotent_and_complete_split_sessions(lake, warehouse, spark
         assert _snapshot(wh) == (events, sessions)
         assert last_loaded_commit(wh, DB) == c2
         assert loaded(wh, DB, c1).already_loaded and loaded(wh, DB, "nope") is None
+
+
+def test_a_load_killed_before_it_was_recorded_is_finished_first_when_main_moved_on(lake, warehouse, monkeypatch):
+    a, b = session_events("a", 4), session_events("b", 3, station_id="EVS00002", first_offset=100)
+    c1, c2 = lake.commit(a, "a"), lake.commit(b, "b, merged while the load of a was down")
+
+    def killed(point):
+        raise KeyboardInterrupt(point)
+
+    fact, counts = qualified(DB, "fact_charging_events"), qualified(DB, "load_counts")
+    with warehouse.connect() as wh:
+        lake.start_warehouse_at_base(wh, DB)
+        with monkeypatch.context() as patch:  # the load of c1 dies after its INSERT, before load_log
+            patch.setattr(load_module, "crashpoint", killed)
+            with pytest.raises(KeyboardInterrupt, match="before_load_recorded"):
+                load_lake_commit(wh, DB, None, lake.lakefs, c1)
+        assert last_loaded_commit(wh, DB) == lake.base and interrupted_load(wh, DB, lake.base) == c1
+        assert wh.query_rows(f"SELECT count() FROM {fact}") == [(4,)]
+
+        report = load_lake_commit(wh, DB, None, lake.lakefs, c2)
+        # c1 finished under its own token first (its 4 rows not inserted again), then c1..c2.
+        assert (report.previous_commit, report.events_loaded) == (c1, 3)
+        assert [r.commit for r in load_log(wh, DB)][-2:] == [c1, c2]
+        # No FINAL: a second copy must show. load_counts (what reconciliation sums) counts each once.
+        assert wh.query_rows(f"SELECT count(), uniqExact(event_id) FROM {fact}") == [(7, 7)]
+        assert wh.query_rows(f"SELECT sum(events) FROM {counts} FINAL") == [(7,)]
+        assert interrupted_load(wh, DB, c2) is None
 
 
 def test_the_session_phase_hands_spark_the_types_it_expects(lake, warehouse, spark):
