@@ -24,9 +24,22 @@ flattest hours slowly, with finer progress events:
     python bench/bench_freshness.py --vehicles 35000 --speed 30 --progress-interval 12 \
         --start 2026-01-05T08:00:00+00:00 --minutes 13
 
-Needs the local stack (`evcharging stack up`). Writes bench/results/freshness.json. Targets
-(issue 12): p50 ≤ 60 s and p95 ≤ 120 s at 10,000 events/s for 10 minutes, no run queue above 2,
-drain ≤ 120 s.
+On an aged instance (issue 19's headline), the run's own warehouse, Dagster instance and lakeFS
+repository are first given a SYNTHESIZED history (labelled; `bench_history`'s ageing: events in the
+fact's own layout over the 20 days before ``--start``, with their load and sessions records, marts
+and dim_time; finished runs; published-batch partitions and lakeFS tags) — then everything measured
+is real, as above:
+
+    python bench/bench_freshness.py --vehicles 35000 --speed 30 --progress-interval 12 \
+        --start 2026-01-05T08:00:00+00:00 --minutes 13 --aged-events 250000000
+
+The history's batches carry an earlier stream's name (``<stream>aged``): the stream numbers its
+batches from 0 and would meet its own tags. Reading the freshness at the end looks only at the
+simulator run's events (``run_id``), never at the history.
+
+Needs the local stack (`evcharging stack up`). Writes bench/results/freshness.json (aged:
+freshness-aged.json). Targets (issue 19): p50 ≤ 30 s and p95 ≤ 60 s at a steady 10,000 events/s
+for 10 minutes, no run queue above 2, drain ≤ 60 s.
 """
 
 from __future__ import annotations
@@ -156,13 +169,16 @@ def stage_times(lakefs, settings, rows) -> dict[str, np.ndarray]:
     return out
 
 
-def run_figures(instance) -> dict[str, dict]:
-    """Per job: runs, their durations (start → end) and queue waits (created → start)."""
+def run_figures(instance, since: float) -> dict[str, dict]:
+    """Per job: runs created after ``since`` (not an aged instance's), their durations (start → end)
+    and queue waits (created → start)."""
+    from datetime import UTC, datetime
+
     import dagster as dg
 
     out = {}
     for job in JOBS:
-        records = instance.get_run_records(dg.RunsFilter(job_name=job))
+        records = instance.get_run_records(dg.RunsFilter(job_name=job, created_after=datetime.fromtimestamp(since, UTC)))
         durations = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
         waits = [r.start_time - r.create_timestamp.timestamp() for r in records if r.start_time]
         statuses = defaultdict(int)
@@ -185,9 +201,9 @@ def queue_depths(instance) -> dict[str, int]:
     return {job: instance.get_runs_count(dg.RunsFilter(job_name=job, statuses=open_statuses)) for job in JOBS}
 
 
-def all_queryable(settings, lakefs, instance, expected: int) -> bool:
+def all_queryable(settings, lakefs, instance, run_id: str, expected: int) -> bool:
     """Every batch published and the warehouse at main's head — asked of lakeFS and Dagster; then, once,
-    ClickHouse's count (waiting for chDB's lock if a step holds it)."""
+    ClickHouse's count of the run's distinct events (waiting for chDB's lock if a step holds it)."""
     from evcharging.defs.lake.sensors import data_version
     from evcharging.defs.warehouse.assets import FACT_EVENTS
     from evcharging.lake.pending import ingest_branches
@@ -199,8 +215,48 @@ def all_queryable(settings, lakefs, instance, expected: int) -> bool:
     if data_version(instance, FACT_EVENTS) != head:
         return False
     with warehouse_resource(settings).connect() as wh:
-        count = int(wh.query_rows(f"SELECT count() FROM {settings.clickhouse_database}.fact_charging_events FINAL")[0][0])
+        count = int(wh.query_rows(f"SELECT uniqExact(event_id) FROM {settings.clickhouse_database}.fact_charging_events "
+                                  f"WHERE run_id = '{run_id}'")[0][0])
     return count >= expected
+
+
+def age(settings, lakefs, args, say) -> dict:
+    """Give the run's own warehouse, Dagster instance and repository a SYNTHESIZED history (see the
+    module docstring); then record main's head as loaded, so the first real load diffs from there."""
+    import dagster as dg
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_history as history
+    from datetime import datetime, timedelta
+
+    from evcharging.resources.from_settings import warehouse_resource
+    from evcharging.warehouse.dimensions import extend_dim_time
+    from evcharging.warehouse.load import LoadReport, record_load
+    from evcharging.warehouse.marts import MARTS, rebuild_mart
+    from evcharging.warehouse.schema import ensure_tables
+
+    # bench_history's ageing works on module-level names: this warehouse, and history before --start.
+    history.DB, history.STOP_ALL = settings.clickhouse_database, args.aged_events
+    history.T0 = datetime.fromisoformat(args.start) - timedelta(minutes=1)
+    started = time.perf_counter()
+    batches, earlier_stream = (0, args.aged_batches), f"{settings.stream_name}aged"
+    with warehouse_resource(settings).connect() as wh:
+        ensure_tables(wh, settings.clickhouse_database)
+        history.age_warehouse(wh, 0, args.aged_events, batches, days=20)
+        for mart in MARTS:
+            rebuild_mart(wh, settings.clickhouse_database, mart)
+        extend_dim_time(wh, settings.clickhouse_database)
+        settled = history.settle(wh)
+        head = lakefs.repo().branch(settings.lakefs_default_branch).get_commit().id
+        record_load(wh, settings.clickhouse_database, LoadReport(head, None, 0, 0, 0, 0))
+    history.age_lake(lakefs, earlier_stream, batches)
+    with dg.DagsterInstance.get() as instance:
+        history.age_instance(instance, earlier_stream, batches, args.aged_runs)
+    seconds = time.perf_counter() - started
+    say(f"SYNTHESIZED history of {args.aged_events:,} events, {args.aged_batches:,} published batches, "
+        f"{args.aged_runs:,} runs in {seconds:.0f} s (merges {settled})")
+    return {"events": args.aged_events, "batches": args.aged_batches, "runs": args.aged_runs,
+            "seconds": round(seconds), "merges": settled}
 
 
 def main() -> int:
@@ -216,6 +272,10 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, default=900, help="seconds to wait after the simulator")
     parser.add_argument("--stream-trigger", type=int, default=None,
                         help="the stream's trigger in seconds (default: the project's, 10); printed when changed")
+    parser.add_argument("--aged-events", type=int, default=0, help="SYNTHESIZED history first: events in the "
+                        "warehouse (issue 19: 250,000,000); 0: an empty instance")
+    parser.add_argument("--aged-batches", type=int, default=20_000, help="with --aged-events: published batches")
+    parser.add_argument("--aged-runs", type=int, default=20_000, help="with --aged-events: finished Dagster runs")
     args = parser.parse_args()
 
     from evcharging.settings import load_settings
@@ -237,6 +297,8 @@ def main() -> int:
     asyncio.run(resources(settings)["kafka"].ensure_topics())
     dev = DagsterDev(settings, PORT, log_file=data_dir / "dagster-dev.log")
     os.environ["DAGSTER_HOME"] = dev.env["DAGSTER_HOME"]
+    aged = age(settings, lakefs, args, say) if args.aged_events else None
+    started_at = time.time()
     load_reference(settings, say)
     dev.start(say)
     hours = args.minutes * 60 * args.speed / 3600
@@ -272,13 +334,14 @@ def main() -> int:
                     say(f"simulator done (exit {sim.returncode}); waiting until every event is queryable")
                 if sim_done and time.time() - last_check > 10 and manifest_path.exists():
                     last_check = time.time()
-                    if all_queryable(settings, lakefs, instance, json.loads(manifest_path.read_text())["events_total"]):
+                    manifest = json.loads(manifest_path.read_text())
+                    if all_queryable(settings, lakefs, instance, manifest["run_id"], manifest["events_total"]):
                         drained = time.time()
                         break
                 if dev.proc.poll() is not None:
                     raise RuntimeError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")
                 time.sleep(2)
-            loaded, jobs = queryable_at(instance), run_figures(instance)
+            loaded, jobs = queryable_at(instance), run_figures(instance, since=started_at)
     finally:  # stop everything this started, whatever happened
         dev.stop(say)
         stream.send_signal(signal.SIGTERM)  # the stream finishes its batch and stops its JVM itself
@@ -293,12 +356,14 @@ def main() -> int:
         print("not every event became queryable before the deadline", file=sys.stderr)
         return 1
 
+    manifest = json.loads(manifest_path.read_text())
     stamps = kafka_timestamps(settings)
     from evcharging.resources.from_settings import warehouse_resource
 
     with warehouse_resource(settings).connect() as wh:
         rows = wh.query_arrow(f"SELECT kafka_partition, kafka_offset, load_commit FROM "
-                              f"{settings.clickhouse_database}.fact_charging_events FINAL").to_pandas()
+                              f"{settings.clickhouse_database}.fact_charging_events WHERE run_id = "
+                              f"'{manifest['run_id']}' LIMIT 1 BY event_id").to_pandas()
     sent = np.full(len(rows), np.nan)
     for partition, table in stamps.items():
         mask = (rows.kafka_partition == partition).to_numpy()
@@ -318,7 +383,6 @@ def main() -> int:
         delta = delta[in_window & ~np.isnan(delta)]
         stage_p50[f"{name}_p50_s"] = float(np.percentile(delta, 50)) if delta.size else None
         stage_p50[f"{name}_p95_s"] = float(np.percentile(delta, 95)) if delta.size else None
-    manifest = json.loads(manifest_path.read_text())
     results = {
         "mode": "dagster dev (daemon, queued run coordinator, default run launcher), continuous stream",
         "vehicles": args.vehicles, "speed": args.speed, "progress_interval": args.progress_interval,
@@ -331,21 +395,25 @@ def main() -> int:
         "max_queue_depth": max(max_depth.values(), default=0), "max_queue_depth_per_job": dict(max_depth),
         "drain_s": drained - sim_done, "warehouse_loads": len(loaded), "jobs": jobs,
     }
-    out = ROOT / "bench" / "results" / "freshness.json"
+    if aged:
+        results["aged_history_SYNTHESIZED"] = aged
+    out = ROOT / "bench" / "results" / ("freshness-aged.json" if aged else "freshness.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"mode            : {results['mode']}")
+    print(f"instance        : " + (f"aged, SYNTHESIZED history of {aged['events']:,} events, {aged['batches']:,} "
+                                   f"published batches, {aged['runs']:,} runs" if aged else "empty"))
     print(f"steady rate     : {rate:,.0f} events/s for {hi - lo:.0f} s ({steady.size:,} events; "
           f"{manifest['events_total']:,} in all, {len(loaded)} warehouse loads)")
     print(f"freshness       : p50 {results['p50_s']:.1f} s, p95 {results['p95_s']:.1f} s, max {results['max_s']:.1f} s "
-          "(target p50 ≤ 60 s, p95 ≤ 120 s)")
+          "(target p50 ≤ 30 s, p95 ≤ 60 s)")
     print("stages (p50/p95): " + ", ".join(
         f"{name} {stage_p50[f'{name}_p50_s'] or 0:.1f}/{stage_p50[f'{name}_p95_s'] or 0:.1f} s"
         for name in ("stream", "publish", "load")) + " (sent → ingest commit → merge → queryable)")
     print(f"all events      : p50 {results['all_events']['p50_s']:.1f} s, p95 {results['all_events']['p95_s']:.1f} s "
           "(with the ramp and the tail)")
     print(f"run queues      : largest {results['max_queue_depth']} (per job {dict(max_depth)}; target ≤ 2)")
-    print(f"drain           : {results['drain_s']:.0f} s from the simulator's end to every event queryable (target ≤ 120 s)")
+    print(f"drain           : {results['drain_s']:.0f} s from the simulator's end to every event queryable (target ≤ 60 s)")
     for job, figures in jobs.items():
         print(f"  {job:<24} {figures['runs']:>4} runs  duration p50 {figures['duration_p50_s'] or 0:5.1f} s "
               f"max {figures['duration_max_s'] or 0:5.1f} s  queue wait p50 {figures['queue_wait_p50_s'] or 0:5.1f} s")

@@ -12,12 +12,13 @@ In production the orchestrator sets them and no such file exists.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import string
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "EVCHARGING_"
@@ -105,6 +106,16 @@ class Settings(BaseSettings):
     # --- the Kafka → lakeFS stream ------------------------------------------------------------
     stream_name: str = Field("events", description="Names the ingest branches and the checkpoint folder.")
     stream_trigger_seconds: int = 10
+
+    @field_validator("stream_name")
+    @classmethod
+    def _stream_name_is_one_word(cls, name: str) -> str:
+        # Ingest branches and tags are named <prefix>-<stream>-<batch>, found by the prefix
+        # "<prefix>-<stream>-": with a dash, stream "events-eu"'s batches would look like "events"'s.
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            raise ValueError("letters, digits and underscores only: with a dash, another stream's ingest "
+                             "branches and tags would look like this one's")
+        return name
     stream_max_offsets_per_trigger: int = 200_000
     avro_schemas_dir: Path | None = Field(
         None, description="Avro writer schemas (charging_event-v<N>.avsc, id N) beyond the repository's: newer "

@@ -36,6 +36,12 @@ def test_invalid_value_names_the_variable(monkeypatch):
         load_settings()
 
 
+def test_a_stream_name_with_a_dash_is_refused(monkeypatch):
+    monkeypatch.setenv("EVCHARGING_STREAM_NAME", "events-eu")  # its tags would start like stream "events"'s
+    with pytest.raises(InvalidSettingError, match="EVCHARGING_STREAM_NAME='events-eu': .*letters, digits"):
+        load_settings()
+
+
 def test_no_credential_literal_in_the_code():
     """Secrets come only from settings: no generated-looking key or password in a tracked source file."""
     suspicious = re.compile(r"(AKIA[0-9A-Z]{16}|(password|secret)[\"']?\s*[:=]\s*[\"'][^\"'{$]{6,}[\"'])", re.I)
