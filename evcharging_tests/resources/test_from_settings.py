@@ -76,6 +76,7 @@ def compose_env(monkeypatch, tmp_path) -> dict[str, str]:
     names = sorted(set().union(*compose_settings().values()) | set(REACHES))
     env = {name: _value(name, i) for i, name in enumerate(names)}
     env["EVCHARGING_SPARK_CHECKPOINT_DIR"] = str(tmp_path / "checkpoints")
+    env["EVCHARGING_STREAM_NAME"] = "set_evcharging_stream_name"  # one word: a stream name has no dash
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("EVCHARGING_DATA_DIR", str(tmp_path))  # no local secrets file underneath
