@@ -110,7 +110,6 @@ class Settings(BaseSettings):
 
     # --- the Kafka → lakeFS stream ------------------------------------------------------------
     stream_name: str = Field("events", description="Names the ingest branches and the checkpoint folder.")
-    stream_trigger_seconds: int = 10
 
     @field_validator("stream_name")
     @classmethod
@@ -121,6 +120,8 @@ class Settings(BaseSettings):
             raise ValueError("letters, digits and underscores only: with a dash, another stream's ingest "
                              "branches and tags would look like this one's")
         return name
+
+    stream_trigger_seconds: int = 10
     stream_max_offsets_per_trigger: int = 200_000
     avro_schemas_dir: Path | None = Field(
         None, description="Avro writer schemas (charging_event-v<N>.avsc, id N) beyond the repository's: newer "

@@ -565,9 +565,9 @@ MAX_LOADS_PER_PASS = 500
 def sessionize_pending(connect: Callable, database: str, spark, log=None) -> SessionsReport:
     """Summarise the sessions of the loads not summarised yet (the oldest ``MAX_LOADS_PER_PASS``) in
     one Spark pass (``spark`` as in :func:`load_lake_commit`: started only when there is something
-    to do). ``connect()`` opens the
-    warehouse; chDB is held only to read the sessions' events and to write the rows back, never
-    while Spark starts or works, so loads of new events go on meanwhile. Recorded last in
+    to do). ``connect()`` opens the warehouse; chDB is held only to read the sessions' events and
+    to write the rows back, never while Spark starts or works, so loads of new events go on
+    meanwhile. Recorded last in
     ``session_log``: a crash before it repeats the pass, whose rows collapse under ``FINAL``.
 
     The report's ``through`` names the newest load whose sessions are in: the pass's own last load
