@@ -76,7 +76,8 @@ def _processes_under(folder: Path) -> list[str]:
 
 @pytest.fixture
 def cluster(stack_settings, tmp_path):
-    """A master and two workers of the stack's own classes; stopped (and checked gone) afterwards."""
+    """A master and two workers of the stack's own classes, healthy in `stack status`; stopped by
+    `stack down` (and checked gone: executors included) afterwards."""
     master_port, webui = _free_ports()
     s = stack_settings.model_copy(update={
         "data_dir": tmp_path / "data", "stack_mode": "cluster", "spark_master": None, "spark_master_port": master_port,
@@ -92,10 +93,13 @@ def cluster(stack_settings, tmp_path):
         state = spark_cluster.wait_until_ready(s, timeout=60)
         rss = {svc.name: _rss_mb(svc.process(s).pid()) for svc in services}
         print(f"[cluster] ready after {timings} s; RSS MB {rss}")
+        rows = {row.name: row for row in stack.status(s)}  # the rest of this data dir's stack is not running
+        assert [rows[svc.name].state for svc in services] == ["healthy"] * 3
+        assert rows["spark"].endpoint.startswith(f"spark://127.0.0.1:{master_port} ")
         yield dict(settings=s, state=state, timings=timings, rss=rss)
     finally:
-        for svc in reversed(services):
-            svc.process(s).stop()
+        stopped = stack.down(s, progress=print)  # what `evcharging stack down` does
+    assert sorted(stopped) == ["spark-master", "spark-worker-0", "spark-worker-1"]
     assert _processes_under(s.data_dir) == []
     assert not port_open("127.0.0.1", master_port) and not port_open("127.0.0.1", webui)
 
