@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from evcharging.resources.from_settings import spark_resource
 from evcharging.resources.spark import spark_config
 from evcharging.settings import Settings
 from evcharging.stack import spark_cluster, stack
@@ -63,6 +64,9 @@ def test_spark_config_on_a_cluster_shares_cores_and_runs_the_drivers_python(tmp_
     assert {k: v for k, v in cluster.items() if k in local} == {**local, "spark.master": cluster["spark.master"]}
     explicit = spark_config(_settings(tmp_path, spark_master="spark://other:7077"))  # a cluster of someone else's
     assert explicit["spark.cores.max"] == "1"
+    # The sessions lane's resource, as Dagster binds it, follows the mode too.
+    lane = spark_resource(_settings(tmp_path, stack_mode="cluster"), secrets_as_env=True).spark_config
+    assert lane["spark.master"] == "spark://127.0.0.1:7077" and lane["spark.cores.max"] == "1"
 
 
 def test_readiness_parsing():
