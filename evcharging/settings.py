@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     minio_root_user: str = "evcharging"
     minio_root_password: str | None = Field(None, json_schema_extra={"secret": True})
     minio_bucket: str = "lakefs"
+    minio_checkpoint_bucket: str = Field(
+        "checkpoints", description="MinIO bucket for stream checkpoints on object storage (s3a://<bucket>/…): "
+                                   "MinIO's own, not lakeFS's gateway, where writes would sit uncommitted on a branch.")
 
     # --- lakeFS ------------------------------------------------------------------------------------
     lakefs_endpoint: str = "http://127.0.0.1:8000"
@@ -116,7 +119,9 @@ class Settings(BaseSettings):
         1, ge=1, description="spark.cores.max of each application on a spark:// master: standalone schedules FIFO and "
                              "by default one application takes every core, so the stream and a sessions pass share.")
     spark_executor_memory: str = Field("512m", description="spark.executor.memory on a spark:// master.")
-    spark_checkpoint_dir: Path | None = Field(None, description="Streaming checkpoints; defaults to <data_dir>/checkpoints.")
+    spark_checkpoint_dir: str | None = Field(
+        None, description="Streaming checkpoints: a folder or a Hadoop URI (s3a://<EVCHARGING_MINIO_CHECKPOINT_BUCKET>/"
+                          "checkpoints, hdfs://…); defaults to <data_dir>/checkpoints.")
 
     # --- the Kafka → lakeFS stream ------------------------------------------------------------
     stream_name: str = Field("events", description="Names the ingest branches and the checkpoint folder.")
@@ -195,8 +200,9 @@ class Settings(BaseSettings):
         return self.chdb_path or self.data_dir / "chdb"
 
     @cached_property
-    def checkpoint_dir(self) -> Path:
-        return self.spark_checkpoint_dir or self.data_dir / "checkpoints"
+    def checkpoint_dir(self) -> str:
+        """A URI or a local folder, kept as a string: ``Path("s3a://b/c")`` would be ``s3a:/b/c``."""
+        return (self.spark_checkpoint_dir or str(self.data_dir / "checkpoints")).rstrip("/")
 
     @property
     def dagster_home(self) -> Path:

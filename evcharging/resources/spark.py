@@ -49,6 +49,10 @@ def spark_config(settings: Settings) -> dict[str, str]:
         # main would conflict on that one object: no marker files.
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
+        # The stream's checkpoint bucket is MinIO's own (S3A's per-bucket settings override the gateway).
+        **{f"{_checkpoint_bucket(settings)}.{k}": v for k, v in {
+            "endpoint": settings.minio_endpoint,
+            "connection.ssl.enabled": str(urlparse(settings.minio_endpoint).scheme == "https").lower()}.items()},
     }
 
 
@@ -61,6 +65,18 @@ def standalone_config(settings: Settings) -> dict[str, str]:
     return {"spark.cores.max": str(settings.spark_cores_max),
             "spark.executor.memory": settings.spark_executor_memory,
             "spark.pyspark.python": sys.executable}
+
+
+def _checkpoint_bucket(settings: Settings) -> str:
+    return f"spark.hadoop.fs.s3a.bucket.{settings.minio_checkpoint_bucket}"
+
+
+def checkpoint_bucket_keys(settings: Settings) -> dict[str, str]:
+    """MinIO's keys for the checkpoint bucket, merged in at session start (none without a password)."""
+    if not settings.minio_root_password:
+        return {}
+    bucket = _checkpoint_bucket(settings)
+    return {f"{bucket}.access.key": settings.minio_root_user, f"{bucket}.secret.key": settings.minio_root_password}
 
 
 def session_extras(access_key_id: str, secret_access_key: str, cache_dir: Path) -> dict[str, str]:
@@ -80,7 +96,8 @@ def build_spark_session(settings: Settings, app_name: str):
     """A SparkSession for the project (one per process; getOrCreate reuses it)."""
     extras = session_extras(settings.require("lakefs_access_key_id"), settings.require("lakefs_secret_access_key"),
                             settings.cache_dir)
-    return spark_session_from_config({**spark_config(settings), "spark.app.name": app_name, **extras})
+    return spark_session_from_config({**spark_config(settings), "spark.app.name": app_name, **extras,
+                                      **checkpoint_bucket_keys(settings)})
 
 
 class SparkResource(LazyPySparkResource):

@@ -235,8 +235,9 @@ class MinioService(Service):
     def initialise(self, s):
         client = minio_s3_client(s)
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-        if s.minio_bucket not in existing:
-            client.create_bucket(Bucket=s.minio_bucket)
+        for bucket in (s.minio_bucket, s.minio_checkpoint_bucket):
+            if bucket not in existing:
+                client.create_bucket(Bucket=bucket)
 
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from evcharging.settings import MissingSettingError, load_settings
 from evcharging.streaming.batches import BatchConflictError
@@ -25,13 +24,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="records per micro-batch at most (EVCHARGING_STREAM_MAX_OFFSETS_PER_TRIGGER)")
     parser.add_argument("--stream-name", help="names branches and checkpoint (EVCHARGING_STREAM_NAME)")
     parser.add_argument("--topic", help="Kafka topic (EVCHARGING_KAFKA_EVENTS_TOPIC)")
-    parser.add_argument("--checkpoint", help="checkpoint folder (default <EVCHARGING_SPARK_CHECKPOINT_DIR>/<stream name>)")
+    parser.add_argument("--checkpoint", help="checkpoint folder or URI, e.g. s3a://checkpoints/events "
+                        "(default <EVCHARGING_SPARK_CHECKPOINT_DIR>/<stream name>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
         options = StreamOptions.from_settings(
-            settings, stream_name=args.stream_name, checkpoint=args.checkpoint and Path(args.checkpoint),
+            settings, stream_name=args.stream_name, checkpoint=args.checkpoint,
             available_now=args.available_now or None, trigger_seconds=args.trigger_seconds,
             max_offsets_per_trigger=args.max_offsets_per_trigger, topic=args.topic)
         run(settings, options)

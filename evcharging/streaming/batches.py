@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from evcharging.contracts import CONTRACT_VERSION, LAKE_EVENTS_PATH, QUARANTINE_PATH
 from evcharging.resources.lakefs import LakeFSResource
+from evcharging.streaming.checkpoint import CheckpointError, CheckpointFiles
 from simulator.avro import load_schemas
 
 log = logging.getLogger("evcharging.streaming")
@@ -79,33 +79,37 @@ def offset_ranges(records) -> dict[str, list[int]]:
     return {str(r.partition): [int(r.lo), int(r.hi) + 1] for r in sorted(rows, key=lambda r: r.partition)}
 
 
-def _offset_log_entry(path: Path, topic: str) -> dict[str, int] | None:
+def _offset_log_entry(text: str | None, topic: str) -> dict[str, int] | None:
     """Offsets of ``topic`` in one file of Spark's offset log (``v1``, [metadata], then one JSON
     line per source; the Kafka source's initial-offsets file starts with a NUL byte)."""
-    try:
-        lines = path.read_text().lstrip("\0").splitlines()
-    except FileNotFoundError:
+    if text is None:
         return None
-    for line in lines[1:]:
+    for line in text.lstrip("\0").splitlines()[1:]:
         entry = json.loads(line) if line.startswith("{") else {}
         if topic in entry:
             return {str(p): int(o) for p, o in entry[topic].items()}
     return None
 
 
-def checkpoint_offsets(checkpoint: Path, batch_id: int, topic: str) -> dict[str, list[int]] | None:
-    """The batch's Kafka offset ranges as Spark planned them, or None when the log lacks them.
+def checkpoint_offsets(read: Callable[[str], str | None], batch_id: int, topic: str) -> dict[str, list[int]]:
+    """The batch's Kafka offset ranges as Spark planned them; ``read``: a checkpoint file's text by
+    relative path, None if missing (:meth:`CheckpointFiles.read_text`).
 
-    Spark writes a batch's end offsets to ``<checkpoint>/offsets/<batch>`` before running it (its
-    write-ahead log); the start is the previous batch's end, or the source's initial offsets for
-    batch 0. Reading them costs nothing, where a min/max per partition would read the whole batch
-    from Kafka a second time. Partitions without new records are left out, as in the data.
+    Spark writes a batch's end offsets to ``offsets/<batch>`` before running it (its write-ahead
+    log); the start is the previous batch's end, or the source's initial offsets (``sources/0/0``)
+    for batch 0. Reading them costs nothing, where a min/max per partition would read the whole
+    batch from Kafka a second time. Partitions without new records are left out, as in the data.
+    A missing entry is an error, never a reason to guess: a second pass over Kafka could disagree
+    with the replay and is no substitute for the log.
     """
-    end = _offset_log_entry(checkpoint / "offsets" / str(batch_id), topic)
-    start = (_offset_log_entry(checkpoint / "offsets" / str(batch_id - 1), topic) if batch_id > 0
-             else _offset_log_entry(checkpoint / "sources" / "0" / "0", topic))
-    if end is None or start is None:
-        return None
+    files = {"end": f"offsets/{batch_id}", "start": f"offsets/{batch_id - 1}" if batch_id > 0 else "sources/0/0"}
+    entries = {name: _offset_log_entry(read(path), topic) for name, path in files.items()}
+    missing = [files[name] for name, entry in entries.items() if entry is None]
+    if missing:
+        raise CheckpointError(f"the checkpoint's offset log has no offsets of topic {topic!r} for batch {batch_id} "
+                              f"in {' and '.join(missing)}: was the checkpoint changed by hand, or written for "
+                              "another topic? Use a new EVCHARGING_STREAM_NAME for a fresh checkpoint.")
+    start, end = entries["start"], entries["end"]
     return {p: [start.get(p, 0), hi] for p, hi in sorted(end.items(), key=lambda kv: int(kv[0]))
             if hi > start.get(p, 0)}
 
@@ -155,18 +159,24 @@ class _StageClock:
 class IngestBatchWriter:
     """The ``foreachBatch`` function of the stream."""
 
-    def __init__(self, lakefs: LakeFSResource, stream: str, topic: str, checkpoint: Path | None = None,
+    def __init__(self, lakefs: LakeFSResource, stream: str, topic: str, checkpoint: str | None = None,
                  avro_schemas: Mapping[int, Mapping[str, Any]] | None = None):
-        """``avro_schemas``: schema id → Avro writer schema (default: the repository's)."""
-        self.lakefs, self.stream, self.topic, self.checkpoint = lakefs, stream, topic, checkpoint
+        """``checkpoint``: the stream's checkpoint URI; ``avro_schemas``: schema id → Avro writer
+        schema (default: the repository's)."""
+        self.lakefs, self.stream, self.topic = lakefs, stream, topic
+        self.checkpoint = str(checkpoint) if checkpoint else None
         self.avro_schemas = load_schemas() if avro_schemas is None else dict(avro_schemas)
         self.last_stage_seconds: dict[str, float] = {}  # of the last batch written
+        self._files: CheckpointFiles | None = None
 
     def offsets(self, records, batch_id: int) -> dict[str, list[int]]:
-        """The batch's offset ranges: from the checkpoint's log, else (a DataFrame outside a
-        stream, as in tests) from the records."""
-        planned = checkpoint_offsets(self.checkpoint, batch_id, self.topic) if self.checkpoint else None
-        return planned if planned is not None else offset_ranges(records)
+        """The batch's offset ranges: from the checkpoint's offset log (read with Hadoop's
+        FileSystem), or — for a DataFrame outside a stream, as in tests — from the records."""
+        if self.checkpoint is None:
+            return offset_ranges(records)
+        if self._files is None:
+            self._files = CheckpointFiles(records.sparkSession, self.checkpoint)
+        return checkpoint_offsets(self._files.read_text, batch_id, self.topic)
 
     def __call__(self, records, batch_id: int) -> None:
         self.write(records, batch_id)

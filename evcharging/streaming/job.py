@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from evcharging.settings import Settings
 from evcharging.resources.from_settings import lakefs_resource
 from evcharging.resources.kafka import list_topics
 from evcharging.streaming.batches import IngestBatchWriter
+from evcharging.streaming.checkpoint import CheckpointError, CheckpointFiles
 from evcharging.streaming.outage import OutageWatch, stream_services
 from evcharging.transient import is_transient, looks_like_connection_error
 from simulator.avro import load_schemas
@@ -43,23 +44,25 @@ class StreamConfigError(RuntimeError):
 class StreamOptions:
     topic: str
     stream_name: str
-    checkpoint: Path
+    checkpoint: str  # a URI or a local folder (see evcharging.streaming.checkpoint)
     trigger_seconds: int
     max_offsets_per_trigger: int
     available_now: bool = False  # process what is in the topic now, then stop (backfills, tests)
 
     @classmethod
-    def from_settings(cls, s: Settings, stream_name: str | None = None, checkpoint: Path | None = None,
+    def from_settings(cls, s: Settings, stream_name: str | None = None, checkpoint: str | os.PathLike | None = None,
                       **overrides) -> StreamOptions:
         """Options from settings; ``None`` overrides keep the setting. The checkpoint follows the name."""
         name = stream_name or s.stream_name
-        base = dict(topic=s.kafka_events_topic, stream_name=name, checkpoint=checkpoint or s.checkpoint_dir / name,
+        checkpoint = str(checkpoint).rstrip("/") if checkpoint else f"{s.checkpoint_dir}/{name}"
+        base = dict(topic=s.kafka_events_topic, stream_name=name, checkpoint=checkpoint,
                     trigger_seconds=s.stream_trigger_seconds, max_offsets_per_trigger=s.stream_max_offsets_per_trigger)
         return cls(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def preflight(s: Settings, options: StreamOptions) -> None:
-    """Check Kafka, lakeFS and the checkpoint location; raise one clear StreamConfigError."""
+    """Check Kafka and lakeFS; raise one clear StreamConfigError. (The checkpoint is checked once
+    Spark runs: :func:`check_checkpoint`.)"""
     try:
         topics = asyncio.run(asyncio.wait_for(list_topics(s.kafka_bootstrap_servers), 15))
     except Exception as exc:
@@ -75,12 +78,13 @@ def preflight(s: Settings, options: StreamOptions) -> None:
     except Exception as exc:
         raise StreamConfigError(f"lakeFS repository {s.lakefs_repository!r} at EVCHARGING_LAKEFS_ENDPOINT="
                                 f"{s.lakefs_endpoint} is not usable ({type(exc).__name__}: {exc})") from None
+
+
+def check_checkpoint(spark, options: StreamOptions) -> None:
+    """Spark can write the checkpoint location (through Hadoop's FileSystem: a folder, s3a://, hdfs://)."""
     try:
-        options.checkpoint.mkdir(parents=True, exist_ok=True)
-        probe = options.checkpoint / ".writable"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
+        CheckpointFiles(spark, options.checkpoint).check_writable()
+    except CheckpointError as exc:
         raise StreamConfigError(f"checkpoint location {options.checkpoint} (EVCHARGING_SPARK_CHECKPOINT_DIR) is not "
                                 f"writable: {exc}") from None
 
@@ -96,7 +100,7 @@ def start_query(spark, s: Settings, options: StreamOptions):
     schemas = load_schemas(*[d for d in (s.avro_schemas_dir,) if d])  # the Avro writers the stream can read
     writer = IngestBatchWriter(lakefs_resource(s), options.stream_name, options.topic, options.checkpoint, schemas)
     stream = (records.writeStream.queryName(f"ingest-{options.stream_name}")
-              .option("checkpointLocation", str(options.checkpoint))
+              .option("checkpointLocation", options.checkpoint)
               .foreachBatch(writer))
     stream = (stream.trigger(availableNow=True) if options.available_now
               else stream.trigger(processingTime=f"{options.trigger_seconds} seconds"))
@@ -159,6 +163,7 @@ def run(s: Settings, options: StreamOptions, drain_timeout: float = 300) -> None
     spark.sparkContext.setLogLevel("WARN")
     _quiet_outage_noise(spark)
     try:
+        check_checkpoint(spark, options)
         while not stop.is_set():
             query = start_query(spark, s, options)
             log.info("stream %s: %s → lakeFS %s, checkpoint %s", options.stream_name, options.topic,

@@ -557,9 +557,15 @@ def session_days(sessions) -> list[date]:
     return sorted(days)
 
 
+# Loads one sessions pass takes at most, oldest first: a backlog (Spark down for a weekend) is caught
+# up in passes of bounded size, and the SQL naming the loads stays far below max_query_size.
+MAX_LOADS_PER_PASS = 500
+
+
 def sessionize_pending(connect: Callable, database: str, spark, log=None) -> SessionsReport:
-    """Summarise the sessions of every load not summarised yet, in one Spark pass (``spark`` as in
-    :func:`load_lake_commit`: started only when there is something to do). ``connect()`` opens the
+    """Summarise the sessions of the loads not summarised yet (the oldest ``MAX_LOADS_PER_PASS``) in
+    one Spark pass (``spark`` as in :func:`load_lake_commit`: started only when there is something
+    to do). ``connect()`` opens the
     warehouse; chDB is held only to read the sessions' events and to write the rows back, never
     while Spark starts or works, so loads of new events go on meanwhile. Recorded last in
     ``session_log``: a crash before it repeats the pass, whose rows collapse under ``FINAL``.
@@ -569,7 +575,7 @@ def sessionize_pending(connect: Callable, database: str, spark, log=None) -> Ses
     one summarised before."""
     with connect() as wh:
         ensure_tables(wh, database)
-        pending = _unsessionized(wh, database)
+        pending = _unsessionized(wh, database)[:MAX_LOADS_PER_PASS]
         with_events = [load for load in pending if load.events_loaded]
         commits = [load.commit for load in with_events]
         # Loads recorded before session_events_open existed have no span: their sessions are searched in the fact.

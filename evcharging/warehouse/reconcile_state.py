@@ -34,12 +34,12 @@ def read_state(wh, database: str) -> ReconcileState:
     return ReconcileState(through, json.loads(ranges), set(exact), json.loads(differences))
 
 
-def _touched_runs(wh, database: str, commits: list[str]) -> set[str]:
-    if not commits:
-        return set()
-    listed = ", ".join(f"'{c}'" for c in commits)
-    return {r[0] for r in wh.query_rows(f"SELECT DISTINCT run_id FROM {qualified(database, 'load_counts')} "
-                                        f"WHERE load_commit IN ({listed})")}
+def _touched_runs(wh, database: str, since: str) -> set[str]:
+    """The runs the loads recorded after ``since`` carried. A subquery, not a list of the loads: a
+    backlog of thousands (the job stopped for days) would exceed ClickHouse's max_query_size."""
+    return {r[0] for r in wh.query_rows(
+        f"SELECT DISTINCT run_id FROM {qualified(database, 'load_counts')} WHERE load_commit IN "
+        f"(SELECT commit_id FROM {qualified(database, 'load_log')} WHERE loaded_at > toDateTime64('{since}', 3, 'UTC'))")}
 
 
 def reconcile_since_last(wh, database: str, manifests: dict, events_topic: str) -> Reconciliation:
@@ -47,7 +47,7 @@ def reconcile_since_last(wh, database: str, manifests: dict, events_topic: str) 
     exact yet; record the new state. Runs exact before are listed as such, not compared again."""
     state = read_state(wh, database)
     loads = load_log(wh, database, f"loaded_at > toDateTime64('{state.through}', 3, 'UTC')")
-    runs = (set(manifests) - state.exact_runs) | _touched_runs(wh, database, [load.commit for load in loads])
+    runs = (set(manifests) - state.exact_runs) | (_touched_runs(wh, database, state.through) if loads else set())
     compared = {run: m for run, m in manifests.items() if run in runs}
     result = reconcile(compared, recorded_stage(wh, database, runs), loads, events_topic, earlier=state.ranges)
     carried = [Difference(**d) for d in state.load_differences]

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from evcharging.resources.from_settings import lakefs_resource
+from evcharging.resources.from_settings import lakefs_resource, minio_s3_client
 from evcharging.resources.kafka import create_topics
 from evcharging.settings import PROJECT_DIR
 from evcharging.streaming.batches import META, TAG_PREFIX, BatchConflictError, IngestBatchWriter, branch_name
@@ -207,11 +207,21 @@ def test_stream_writes_every_event_exactly_once_with_quarantine(spark, stack_set
         writer.write(records.where("offset > 0"), batch_id)
 
 
-def test_stream_killed_mid_batch_resumes_exactly_once(spark, stack_settings, produced, tmp_path):
+@pytest.mark.parametrize("where", ["folder", "object storage"])
+def test_stream_killed_mid_batch_resumes_exactly_once(spark, stack_settings, produced, tmp_path, where):
+    """The checkpoint in a local folder, or in MinIO's checkpoint bucket (s3a://, read and written
+    through Hadoop's FileSystem, like the offset log the stream reads each batch's offsets from)."""
+    checkpoint = (str(tmp_path / "checkpoint") if where == "folder"
+                  else f"s3a://{stack_settings.minio_checkpoint_bucket}/tests/{produced['stream']}")
     kill_mid_batch_then_finish(lakefs_resource(stack_settings).repo(), produced["stream"], [
-        "--stream-name", produced["stream"], "--topic", produced["topic"], "--checkpoint", str(tmp_path / "checkpoint"),
+        "--stream-name", produced["stream"], "--topic", produced["topic"], "--checkpoint", checkpoint,
         "--max-offsets-per-trigger", "40"])
     _assert_exactly_once(spark, stack_settings, produced)
+    if where == "object storage":  # Spark's offset log is in the bucket, and nothing on this disk
+        keys = [o["Key"] for o in minio_s3_client(stack_settings).list_objects_v2(
+            Bucket=stack_settings.minio_checkpoint_bucket, Prefix=f"tests/{produced['stream']}/offsets/")["Contents"]]
+        assert len(keys) >= 3, keys
+        assert not (tmp_path / "checkpoint").exists()
 
 
 def test_stream_waits_for_an_unreachable_kafka_then_fails_clearly(tmp_path):

@@ -48,6 +48,7 @@ USED_ELSEWHERE = {
     "EVCHARGING_MINIO_ROOT_USER": "minio_s3_client",
     "EVCHARGING_MINIO_ROOT_PASSWORD": "minio_s3_client",
     "EVCHARGING_MINIO_BUCKET": "infra/compose/init.py (the lakeFS repository's storage namespace)",
+    "EVCHARGING_MINIO_CHECKPOINT_BUCKET": "infra/compose/init.py creates it; Spark's S3A per-bucket settings name it",
     "EVCHARGING_SPARK_CHECKPOINT_DIR": "the stream (StreamOptions.from_settings)",
     "EVCHARGING_STREAM_NAME": "the stream; the sensors read it when they evaluate",
     "EVCHARGING_STREAM_TRIGGER_SECONDS": "the stream",
@@ -79,7 +80,7 @@ def compose_env(monkeypatch, tmp_path) -> dict[str, str]:
     env = {name: _value(name, i) for i, name in enumerate(names)}
     env["EVCHARGING_SPARK_CHECKPOINT_DIR"] = str(tmp_path / "checkpoints")
     env["EVCHARGING_SPARK_MASTER"] = "spark://set-evcharging-spark-master:7077"  # a cluster: cores.max applies
-    env["EVCHARGING_STREAM_NAME"] = "set_evcharging_stream_name"  # one word: the setting refuses a dash
+    env["EVCHARGING_STREAM_NAME"] = "set_evcharging_stream_name"  # one word: a stream name has no dash
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("EVCHARGING_DATA_DIR", str(tmp_path))  # no local secrets file underneath

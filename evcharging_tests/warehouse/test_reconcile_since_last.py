@@ -41,3 +41,20 @@ def test_each_pass_takes_the_loads_since_the_last_and_keeps_what_is_wrong(wareho
         assert any(m.startswith("offsets published twice") for m in measures), measures
         assert "warehouse charging_progress events" in measures, measures
     assert third.loads == 1 and fourth.loads == 0
+
+
+def test_a_backlog_of_thousands_of_loads_is_reconciled_in_one_pass(warehouse):
+    """The job stopped for days: 8,000 loads (lakeFS-length commit ids) since the last pass. Naming
+    them in the SQL would pass ClickHouse's max_query_size (256 KiB); the pass covers them all."""
+    manifests = {"r1": _manifest()}
+    with warehouse.connect() as wh:
+        ensure_tables(wh, DB)
+        _record(wh, _load("c1"), COUNTS, 2)
+        assert reconcile_since_last(wh, DB, manifests, TOPIC).passed
+        time.sleep(0.01)
+        wh.command(f"INSERT INTO {qualified(DB, 'load_log')} (commit_id, previous_commit, files, events_read, "
+                   "events_loaded, sessions_loaded, loaded_at, batches, kafka_records, kafka_ranges, lake_events, "
+                   "quarantined, dropped) SELECT lower(hex(SHA256(toString(number)))), '', 0, 0, 0, 0, "
+                   "now64(3, 'UTC') + toIntervalMillisecond(number), 0, 0, '{}', 0, 0, 0 FROM numbers(8000)")
+        backlog = reconcile_since_last(wh, DB, manifests, TOPIC)
+    assert backlog.passed and backlog.loads == 8000, [str(d) for d in backlog.differences]

@@ -30,3 +30,27 @@ def test_several_loads_are_summarised_in_one_pass(lake, warehouse, spark):
         sessions = wh.query_rows(f"SELECT session_id, event_count FROM {qualified(DB, 'fact_charging_sessions')} "
                                  "FINAL ORDER BY session_id")
     assert sessions == [("sl-a", 6), ("sl-b", 3)]
+
+
+def test_a_backlog_is_summarised_in_passes_of_bounded_size(lake, warehouse, spark, monkeypatch):
+    """At most MAX_LOADS_PER_PASS loads a pass, oldest first; a session spanning the passes' loads is whole, once."""
+    import evcharging.warehouse.load as load_module
+
+    monkeypatch.setattr(load_module, "MAX_LOADS_PER_PASS", 2)
+    a, b = session_events("bp-a", 6, run_id="bp"), session_events("bp-b", 3, run_id="bp", first_offset=50)
+    commits = [lake.commit(rows, f"load {i}") for i, rows in enumerate((a[:2], a[2:4] + b, a[4:]))]
+    with warehouse.connect() as wh:
+        lake.start_warehouse_at_base(wh, DB)
+    assert sessionize_pending(warehouse.connect, DB, NO_SPARK).commits == []  # the base load added no event
+    with warehouse.connect() as wh:
+        for commit in commits:
+            load_lake_commit(wh, DB, None, lake.lakefs, commit)
+    passes = [sessionize_pending(warehouse.connect, DB, spark) for _ in range(2)]
+    assert [p.commits for p in passes] == [commits[:2], commits[2:]]
+    # Every load's events are in before the first pass: a (ended in load 2) is whole already, so the
+    # first pass summarises both sessions, and the second, taking load 2, finds nothing left open.
+    assert [p.sessions_loaded for p in passes] == [2, 0]
+    with warehouse.connect() as wh:
+        sessions = wh.query_rows(f"SELECT session_id, event_count FROM {qualified(DB, 'fact_charging_sessions')} "
+                                 "ORDER BY session_id")  # no FINAL: a session written twice would show
+    assert sessions == [("bp-a", 6), ("bp-b", 3)]

@@ -27,10 +27,15 @@ def minio_bucket(s: Settings) -> str:
     from evcharging.resources.from_settings import minio_s3_client
 
     client = minio_s3_client(s)
-    if s.minio_bucket in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-        return f"bucket {s.minio_bucket} exists"
-    client.create_bucket(Bucket=s.minio_bucket)
-    return f"bucket {s.minio_bucket} created"
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    said = []
+    for bucket in (s.minio_bucket, s.minio_checkpoint_bucket):  # lakeFS's objects; the stream's checkpoints
+        if bucket in existing:
+            said.append(f"bucket {bucket} exists")
+        else:
+            client.create_bucket(Bucket=bucket)
+            said.append(f"bucket {bucket} created")
+    return ", ".join(said)
 
 
 def lakefs_repository(s: Settings) -> str:
