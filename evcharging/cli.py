@@ -38,7 +38,6 @@ def _print_status(rows) -> None:
 
 def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from evcharging.stack import stack
-    from evcharging.stack.services import service
 
     if args.action == "install":
         for name, seconds in stack.install(settings, _say).items():
@@ -60,7 +59,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "logs":
         if not args.service:
             raise StackError("stack", "`logs` needs a SERVICE name")
-        proc = service(args.service).process(settings)
+        proc = stack.service(settings, args.service).process(settings)
         print(proc.log_tail(args.lines))
         return 0
     raise AssertionError(args.action)
@@ -108,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     st = sub.add_parser("stack", help="install, start, stop and inspect the native local stack")
     st.add_argument("action", choices=["install", "up", "down", "status", "logs"])
-    st.add_argument("service", nargs="?", help="for `logs`: postgres, ferretdb, minio, lakefs, kafka")
+    st.add_argument("service", nargs="?", help="for `logs`: postgres, ferretdb, minio, lakefs, kafka "
+                                                "(cluster mode: spark-master, spark-worker-0 …)")
     st.add_argument("-n", "--lines", type=int, default=50, help="for `logs`: how many lines")
     st.set_defaults(func=cmd_stack)
     dev = sub.add_parser("dev", help="serve the Dagster UI on the project's local instance")

@@ -17,6 +17,7 @@ import secrets
 import string
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,8 +103,22 @@ class Settings(BaseSettings):
     chdb_path: Path | None = Field(None, description="chDB directory; defaults to <data_dir>/chdb.")
 
     # --- Spark -------------------------------------------------------------------------------------
-    spark_master: str = "local[2]"
+    stack_mode: Literal["single", "cluster"] = Field(
+        "single", description="single: Spark runs local[2] in each driver; cluster: the local stack also runs a Spark "
+                              "standalone master and workers, and Spark sessions are submitted to it.")
+    spark_master: str | None = Field(
+        None, description="Spark master URL; unset = local[2] (single) or the local stack's master (cluster).")
     spark_driver_memory: str = "2g"
+    spark_master_port: int = Field(7077, description="The local standalone master's port (cluster mode).")
+    spark_master_webui_port: int = Field(
+        8080, description="The local master's web UI and /json/ (its workers' UIs take the next ports).")
+    spark_workers: int = Field(2, ge=1, description="Standalone workers the local stack starts (cluster mode).")
+    spark_worker_cores: int = Field(1, ge=1, description="Cores each local worker offers.")
+    spark_worker_memory: str = Field("1g", description="Memory each local worker offers its executors.")
+    spark_cores_max: int = Field(
+        1, ge=1, description="spark.cores.max of each application on a spark:// master: standalone schedules FIFO and "
+                             "by default one application takes every core, so the stream and a sessions pass share.")
+    spark_executor_memory: str = Field("512m", description="spark.executor.memory on a spark:// master.")
     spark_checkpoint_dir: str | None = Field(
         None, description="Streaming checkpoints: a folder or a Hadoop URI (s3a://<EVCHARGING_MINIO_CHECKPOINT_BUCKET>/"
                           "checkpoints, hdfs://…); defaults to <data_dir>/checkpoints.")
@@ -173,6 +188,13 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    @property
+    def spark_master_url(self) -> str:
+        """The master Spark sessions use: EVCHARGING_SPARK_MASTER if set, else what the stack mode implies."""
+        if self.spark_master:
+            return self.spark_master
+        return f"spark://127.0.0.1:{self.spark_master_port}" if self.stack_mode == "cluster" else "local[2]"
 
     @cached_property
     def chdb_dir(self) -> Path:

@@ -9,6 +9,7 @@ in only when the session starts.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -26,9 +27,9 @@ def spark_config(settings: Settings) -> dict[str, str]:
     repository (each is a bucket of the gateway) works, not just the configured one.
     """
     gateway = "spark.hadoop.fs.s3a"
-    return {
+    return standalone_config(settings) | {
         "spark.app.name": "evcharging",
-        "spark.master": settings.spark_master,
+        "spark.master": settings.spark_master_url,
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": "4",
@@ -55,6 +56,17 @@ def spark_config(settings: Settings) -> dict[str, str]:
     }
 
 
+def standalone_config(settings: Settings) -> dict[str, str]:
+    """On a ``spark://`` master: a share of the cores per application (standalone schedules first in,
+    first out, and by default one application takes every core, so the stream would starve a sessions
+    pass), modest executors, and executors running the driver's Python."""
+    if not settings.spark_master_url.startswith("spark://"):
+        return {}
+    return {"spark.cores.max": str(settings.spark_cores_max),
+            "spark.executor.memory": settings.spark_executor_memory,
+            "spark.pyspark.python": sys.executable}
+
+
 def _checkpoint_bucket(settings: Settings) -> str:
     return f"spark.hadoop.fs.s3a.bucket.{settings.minio_checkpoint_bucket}"
 
@@ -72,6 +84,7 @@ def session_extras(access_key_id: str, secret_access_key: str, cache_dir: Path) 
     from evcharging.stack.builds import spark_jar_paths
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # what Python workers run, on any executor
     return {
         "spark.jars": ",".join(str(j) for j in spark_jar_paths(cache_dir)),
         "spark.hadoop.fs.s3a.access.key": access_key_id,

@@ -9,6 +9,7 @@ from evcharging.settings import Settings, ensure_local_secrets
 from evcharging.stack import builds
 from evcharging.stack.builds import Progress
 from evcharging.stack.process import ManagedProcess, StackError, port_open, wait_for
+from evcharging.stack import spark_cluster
 from evcharging.stack.services import HOST, SERVICES, Service
 
 
@@ -24,10 +25,25 @@ class ServiceStatus:
         return self.state in ("healthy", "ready")
 
 
+def services(settings: Settings, started: bool = False) -> list[Service]:
+    """The stack's services in start order: the Spark master and workers too in cluster mode (and,
+    with ``started``, whatever of them still has a pid file, whatever the mode: ``down`` stops it)."""
+    if settings.stack_mode == "cluster" or (started and any(settings.run_dir.glob("spark-*.pid"))):
+        return SERVICES + spark_cluster.cluster_services(settings, started)
+    return list(SERVICES)
+
+
+def service(settings: Settings, name: str) -> Service:
+    for svc in SERVICES + spark_cluster.cluster_services(settings, started=True):
+        if svc.name == name:
+            return svc
+    raise StackError(name, f"no such service; the stack has {', '.join(s.name for s in services(settings))}")
+
+
 def install(settings: Settings, progress: Progress) -> dict[str, float]:
     """Build/download every component (cached); returns seconds per component."""
     timings = {}
-    steps = [(svc.name, lambda svc=svc: svc.install(settings, progress)) for svc in SERVICES]
+    steps = [(svc.name, lambda svc=svc: svc.install(settings, progress)) for svc in services(settings)]
     steps.append(("spark-jars", lambda: builds.spark_jars(settings.cache_dir, progress)))
     for name, step in steps:
         started = time.monotonic()
@@ -77,10 +93,12 @@ def up(settings: Settings, progress: Progress = print) -> list[ServiceStatus]:
     install(settings, progress)
     started: list[ManagedProcess] = []
     try:
-        for svc in SERVICES:
+        for svc in services(settings):
             proc = _start(svc, settings, progress)
             if proc:
                 started.append(proc)
+        if settings.stack_mode == "cluster":
+            spark_cluster.wait_until_ready(settings)
     except BaseException:
         for proc in reversed(started):
             proc.stop()
@@ -91,7 +109,7 @@ def up(settings: Settings, progress: Progress = print) -> list[ServiceStatus]:
 def down(settings: Settings, progress: Progress = print) -> list[str]:
     """Stop every process this stack started (by pid file), in reverse start order."""
     stopped = []
-    for svc in reversed(SERVICES):
+    for svc in reversed(services(settings, started=True)):
         if svc.process(settings).stop():
             progress(f"{svc.name}: stopped")
             stopped.append(svc.name)
@@ -100,7 +118,7 @@ def down(settings: Settings, progress: Progress = print) -> list[str]:
 
 def status(settings: Settings) -> list[ServiceStatus]:
     rows = []
-    for svc in SERVICES:
+    for svc in services(settings):
         proc = svc.process(settings)
         pid = proc.pid()
         if pid is None:
@@ -110,7 +128,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
         rows.append(ServiceStatus(svc.name, state, svc.endpoint(settings), pid))
     jars = sorted(p.name for p in settings.cache_dir.glob(f"{builds.SPARK_EXTRA_JARS_KEY}-*/libs"))
     rows.append(ServiceStatus("spark", "ready" if jars else "stopped",
-                              f"{settings.spark_master} with Kafka + S3A jars ({'cached' if jars else 'not resolved'})"))
+                              f"{settings.spark_master_url} with Kafka + S3A jars ({'cached' if jars else 'not resolved'})"))
     if settings.clickhouse_url:
         rows.append(ServiceStatus("clickhouse", "ready", "ClickHouse server (EVCHARGING_CLICKHOUSE_URL)"))
     else:

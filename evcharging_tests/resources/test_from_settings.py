@@ -37,6 +37,8 @@ REACHES = {
     "EVCHARGING_CLICKHOUSE_LAKEFS_ENDPOINT": [("warehouse", "lakefs_endpoint")],
     "EVCHARGING_SPARK_MASTER": [("spark", "spark_config")],
     "EVCHARGING_SPARK_DRIVER_MEMORY": [("spark", "spark_config")],
+    "EVCHARGING_SPARK_CORES_MAX": [("spark", "spark_config")],
+    "EVCHARGING_SPARK_EXECUTOR_MEMORY": [("spark", "spark_config")],
     "EVCHARGING_SIMULATOR_DOCKER_IMAGE": [("simulator", "docker_image")],
     "EVCHARGING_SIMULATOR_DOCKER_NETWORK": [("simulator", "docker_network")],
 }
@@ -77,6 +79,7 @@ def compose_env(monkeypatch, tmp_path) -> dict[str, str]:
     names = sorted(set().union(*compose_settings().values()) | set(REACHES))
     env = {name: _value(name, i) for i, name in enumerate(names)}
     env["EVCHARGING_SPARK_CHECKPOINT_DIR"] = str(tmp_path / "checkpoints")
+    env["EVCHARGING_SPARK_MASTER"] = "spark://set-evcharging-spark-master:7077"  # a cluster: cores.max applies
     env["EVCHARGING_STREAM_NAME"] = "set_evcharging_stream_name"  # one word: a stream name has no dash
     for name, value in env.items():
         monkeypatch.setenv(name, value)
