@@ -22,6 +22,11 @@ CONNECTION_ERRORS = (
 )
 
 
+def first_line(text: str, fallback: str) -> str:
+    """An error's first line (at most 300 characters) for a one-line message; ``fallback`` if empty."""
+    return text.strip().splitlines()[0][:300] if text.strip() else fallback
+
+
 def looks_like_connection_error(text: str) -> bool:
     return any(marker in text for marker in CONNECTION_ERRORS)
 

@@ -38,7 +38,7 @@ def spark_config(settings: Settings) -> dict[str, str]:
         # lakeFS's S3 gateway serves the repository as a bucket, branches as the first path part.
         f"{gateway}.endpoint": settings.lakefs_endpoint,
         f"{gateway}.path.style.access": "true",
-        f"{gateway}.connection.ssl.enabled": str(urlparse(settings.lakefs_endpoint).scheme == "https").lower(),
+        f"{gateway}.connection.ssl.enabled": _tls(settings.lakefs_endpoint),
         f"{gateway}.endpoint.region": "us-east-1",
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.sql.parquet.compression.codec": "zstd",
@@ -52,8 +52,13 @@ def spark_config(settings: Settings) -> dict[str, str]:
         # The stream's checkpoint bucket is MinIO's own (S3A's per-bucket settings override the gateway).
         **{f"{_checkpoint_bucket(settings)}.{k}": v for k, v in {
             "endpoint": settings.minio_endpoint,
-            "connection.ssl.enabled": str(urlparse(settings.minio_endpoint).scheme == "https").lower()}.items()},
+            "connection.ssl.enabled": _tls(settings.minio_endpoint)}.items()},
     }
+
+
+def _tls(url: str) -> str:
+    """S3A's connection.ssl.enabled for an endpoint URL."""
+    return str(urlparse(url).scheme == "https").lower()
 
 
 def standalone_config(settings: Settings) -> dict[str, str]:

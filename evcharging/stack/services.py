@@ -353,10 +353,3 @@ SERVICES: list[Service] = [
     LakeFSService("lakefs", start_timeout=90),
     KafkaService("kafka", start_timeout=120),
 ]
-
-
-def service(name: str) -> Service:
-    for svc in SERVICES:
-        if svc.name == name:
-            return svc
-    raise StackError(name, f"no such service; the stack has {', '.join(s.name for s in SERVICES)}")

@@ -8,15 +8,17 @@ there, both with the filesystem, configuration and credentials of Spark's own se
 
 from __future__ import annotations
 
+from evcharging.transient import first_line
+
 
 class CheckpointError(RuntimeError):
     """The checkpoint cannot be read or written, or its offset log lacks what Spark must have written."""
 
 
 def _java_message(error: Exception) -> str:
+    """The Java exception's own line (a Py4JJavaError's first line only names the call that failed)."""
     java = getattr(error, "java_exception", None)
-    text = java.toString() if java is not None else str(error)
-    return text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
+    return first_line(java.toString() if java is not None else str(error), type(error).__name__)
 
 
 class CheckpointFiles:

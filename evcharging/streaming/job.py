@@ -25,7 +25,7 @@ from evcharging.resources.kafka import list_topics
 from evcharging.streaming.batches import IngestBatchWriter
 from evcharging.streaming.checkpoint import CheckpointError, CheckpointFiles
 from evcharging.streaming.outage import OutageWatch, stream_services
-from evcharging.transient import is_transient, looks_like_connection_error
+from evcharging.transient import first_line, is_transient, looks_like_connection_error
 from simulator.avro import load_schemas
 
 log = logging.getLogger("evcharging.streaming")
@@ -171,7 +171,7 @@ def run(s: Settings, options: StreamOptions, drain_timeout: float = 300) -> None
             error = _supervise(query, stop, watch, drain_timeout)
             if error is None:
                 return
-            cause = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            cause = first_line(str(error), type(error).__name__)
             if not looks_like_connection_error(str(error)) and watch.down() is None:
                 raise error
             watch.wait_until_up(cause)

@@ -44,7 +44,7 @@ from evcharging.transient import is_transient, looks_like_connection_error
 from evcharging.resources.from_settings import drop_repository, lakefs_resource, resources, scratch_repository
 from evcharging.settings import PROJECT_DIR, load_settings
 from evcharging.stack import stack
-from evcharging.stack.services import service
+from evcharging.stack.stack import service
 from evcharging.streaming.batches import META, TAG_PREFIX, branch_name
 from evcharging.warehouse.tables import markdown_table
 from evcharging_tests.factories import session_events
@@ -120,7 +120,7 @@ async def _publish_manifest(settings, manifest: RunManifest) -> None:
 def _kill_then_restart(settings, name: str, outage_s: float, log: dict) -> threading.Thread:
     """SIGKILL service ``name`` now; start it again after ``outage_s`` with the stack's own code.
     ``log[name]`` gets how long it was unreachable (until the stack found it healthy)."""
-    proc = service(name).process(settings)
+    proc = service(settings, name).process(settings)
     pid = proc.pid()
     assert pid, f"{name} is not running"
     os.killpg(pid, signal.SIGKILL)
