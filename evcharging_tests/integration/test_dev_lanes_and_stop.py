@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import dagster as dg
 import pytest
@@ -67,6 +68,14 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
+def _ui_answers() -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/server_info", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def _runs(home, job: str, statuses) -> list:
     with dg.DagsterInstance.from_config(str(home)) as instance:
         return instance.get_runs(dg.RunsFilter(job_name=job, statuses=statuses))
@@ -99,6 +108,11 @@ def test_publishing_goes_on_while_the_warehouse_is_held_and_ctrl_c_stops_it_all(
         return running
 
     try:
+        # `evcharging dev` creates the instance's storage first; opening it from here at the same
+        # moment would stamp its schema twice (alembic then finds two heads and refuses it).
+        _wait(lambda: _ui_answers() or dev.poll() is not None, "the Dagster UI of `evcharging dev` to answer")
+        assert dev.poll() is None, dev.stdout.read()[-3000:]
+
         def merged(batch_id: int) -> bool:
             lane_running()
             return not list(repo.branches(prefix=branch_name(stream, batch_id)))
