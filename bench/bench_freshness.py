@@ -54,9 +54,13 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import soak_probe  # noqa: E402 — beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ("publish_ingest_batches", "refresh_lake_main", "refresh_sessions", "reconcile_warehouse")
@@ -90,14 +94,14 @@ def kafka_timestamps(settings) -> dict[int, np.ndarray]:
                 batch = await consumer.getmany(timeout_ms=3000, max_records=100_000)
                 if not batch:
                     return out
-                for tp, messages in batch.items():
-                    out[tp.partition].extend((m.offset, m.timestamp) for m in messages)
+                for tp, messages in batch.items():  # arrays, not tuples: a soak reads tens of millions
+                    out[tp.partition].append(np.array([(m.offset, m.timestamp) for m in messages], dtype=np.int64))
         finally:
             await consumer.stop()
 
     stamps = {}
-    for partition, pairs in asyncio.run(read()).items():
-        offsets, millis = np.array(pairs, dtype=np.int64).T
+    for partition, chunks in asyncio.run(read()).items():
+        offsets, millis = np.concatenate(chunks).T
         table = np.full(offsets.max() + 1, np.nan)
         table[offsets] = millis / 1000
         stamps[partition] = table
@@ -220,6 +224,92 @@ def all_queryable(settings, lakefs, instance, run_id: str, expected: int) -> boo
     return count >= expected
 
 
+def lane_reconciliation(instance, after: float, say, timeout: float = 600) -> dict:
+    """The first reconciliation the lanes ran (``reconcile_warehouse``, started by the sensor after a
+    sessions pass) that was created after ``after`` (every event queryable): its check's verdict."""
+    from datetime import UTC
+
+    import dagster as dg
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        records = instance.get_run_records(dg.RunsFilter(
+            job_name="reconcile_warehouse", created_after=datetime.fromtimestamp(after, UTC),
+            statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), order_by="create_timestamp",
+            ascending=True, limit=1)
+        for record in records:
+            for entry in instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+                evaluation = entry.dagster_event.event_specific_data
+                return {"run_id": record.dagster_run.run_id, "passed": evaluation.passed,
+                        "description": evaluation.description,
+                        "loads_checked": evaluation.metadata["loads_checked"].value,
+                        "runs_checked": evaluation.metadata["runs_checked"].value}
+            return {"run_id": record.dagster_run.run_id, "passed": False, "description": "the run left no check result"}
+        time.sleep(5)
+    say(f"no reconciliation ran within {timeout:.0f} s of every event being queryable")
+    return {"passed": False, "description": f"no reconciliation ran within {timeout:.0f} s"}
+
+
+def full_audit(settings) -> dict:
+    """The audit a person runs (``audit_warehouse``'s comparison), in process, after the soak: every
+    manifest against the facts themselves."""
+    from evcharging.resources.from_settings import warehouse_resource
+    from evcharging.warehouse.load import load_log
+    from evcharging.warehouse.reconcile import latest_manifests, reconcile, warehouse_stage
+
+    started = time.perf_counter()
+    manifests = asyncio.run(latest_manifests(settings.kafka_bootstrap_servers, settings.kafka_manifests_topic))
+    with warehouse_resource(settings).connect() as wh:
+        db = settings.clickhouse_database
+        result = reconcile(manifests, warehouse_stage(wh, db), load_log(wh, db), settings.kafka_events_topic)
+        rows, distinct = wh.query_rows(f"SELECT count(), uniqExact(event_id) FROM {db}.fact_charging_events")[0]
+    return {"passed": result.passed, "differences": [str(d) for d in result.differences[:5]],
+            "runs": len(manifests), "loads": result.loads, "rows_without_final": int(rows),
+            "distinct_events": int(distinct), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def soak_figures(settings, args, sent, fresh, lo, hi, sampler, disk_paths, disk_before, manifest, jobs,
+                 elapsed_s, lane_check) -> dict:
+    """The soak's figures: first and last 15 minutes, RSS trends, disk per million events, runs per hour,
+    reconciliation (the lanes' own, then the full audit)."""
+    span = 15 * 60
+    disk_after = soak_probe.disk_bytes(disk_paths)
+    added = {name: disk_after[name] - disk_before.get(name, 0) for name in disk_paths}
+    millions = manifest["events_total"] / 1e6
+    hours = elapsed_s / 3600
+    return {
+        "window": {"start": lo, "end": hi, "minutes": (hi - lo) / 60},
+        "rate": soak_probe.rate_floor(sent, lo, hi),
+        "freshness": soak_probe.windowed_p95(sent, fresh, lo, hi),
+        "rss": sampler.trends((lo, lo + span), (hi - span, hi)),
+        "disk_mb_per_million_events": {name: round(b / 1e6 / millions, 1) for name, b in added.items()},
+        "disk_mb_added": {name: round(b / 1e6, 1) for name, b in added.items()},
+        "runs_per_hour": {job: round(figures["runs"] / hours, 1) for job, figures in jobs.items()},
+        "reconciliation_by_the_lanes": lane_check,
+        "full_audit_in_process": full_audit(settings),
+    }
+
+
+def print_soak(soak: dict) -> None:
+    fresh, rate = soak["freshness"], soak["rate"]
+    print(f"soak window     : {soak['window']['minutes']:.0f} min once the fast-forwarded burst was queryable; "
+          f"events/s per minute min {rate['min_per_s']:,.0f}, median {rate['median_per_s']:,.0f}, "
+          f"max {rate['max_per_s']:,.0f} (target ≥ 3,000)")
+    print(f"first 15 min    : p50 {fresh['first']['p50_s']:.1f} s, p95 {fresh['first']['p95_s']:.1f} s")
+    print(f"last 15 min     : p50 {fresh['last']['p50_s']:.1f} s, p95 {fresh['last']['p95_s']:.1f} s  "
+          f"(p95 last/first {fresh.get('p95_ratio_last_to_first', float('nan')):.2f}, target ≤ 1.20)")
+    for role, trend in soak["rss"].items():
+        print(f"  RSS {role:<22} first 15 min {trend['first_mb']:7.0f} MB, last {trend['last_mb']:7.0f} MB "
+              f"(×{trend['ratio']:.2f}, target ≤ 1.10), max {trend['max_mb']:.0f} MB")
+    print("disk per M events: " + ", ".join(f"{n} {mb:.1f} MB" for n, mb in soak["disk_mb_per_million_events"].items()))
+    print("runs per hour   : " + ", ".join(f"{job} {n:.0f}" for job, n in soak["runs_per_hour"].items()))
+    lanes, audit = soak["reconciliation_by_the_lanes"] or {}, soak["full_audit_in_process"]
+    print(f"reconciliation  : lanes {'exact' if lanes.get('passed') else 'NOT exact'} ({lanes.get('description')}); "
+          f"full audit {'exact' if audit['passed'] else 'NOT exact'} ({audit['runs']} runs, {audit['loads']} loads, "
+          f"{audit['rows_without_final']:,} rows without FINAL, {audit['distinct_events']:,} distinct events, "
+          f"{audit['seconds']:.0f} s){'' if audit['passed'] else ': ' + '; '.join(audit['differences'])}")
+
+
 def age(settings, lakefs, args, say) -> dict:
     """Give the run's own warehouse, Dagster instance and repository a SYNTHESIZED history (see the
     module docstring); then record main's head as loaded, so the first real load diffs from there."""
@@ -272,6 +362,12 @@ def main() -> int:
     parser.add_argument("--drain-timeout", type=float, default=900, help="seconds to wait after the simulator")
     parser.add_argument("--stream-trigger", type=int, default=None,
                         help="the stream's trigger in seconds (default: the project's, 10); printed when changed")
+    parser.add_argument("--fast-forward", type=float, default=0.0, metavar="HOURS",
+                        help="the simulator emits its first HOURS at once, then paces (a day under way: the soak "
+                        "starts at a steady rate instead of ramping up); counted outside the measured window")
+    parser.add_argument("--soak", action="store_true", help="issue 19's soak: also sample every long-lived "
+                        "process's RSS, the disk added, runs per hour, the first and last 15 minutes' freshness, "
+                        "and reconcile at the end (writes freshness-soak.json)")
     parser.add_argument("--aged-events", type=int, default=0, help="SYNTHESIZED history first: events in the "
                         "warehouse (issue 19: 250,000,000); 0: an empty instance")
     parser.add_argument("--aged-batches", type=int, default=20_000, help="with --aged-events: published batches")
@@ -301,17 +397,26 @@ def main() -> int:
     started_at = time.time()
     load_reference(settings, say)
     dev.start(say)
-    hours = args.minutes * 60 * args.speed / 3600
+    hours = args.fast_forward + args.minutes * 60 * args.speed / 3600
     say(f"dagster dev on :{PORT} (log {dev.log_file}); simulating {args.vehicles:,} vehicles for {hours:.1f} h "
-        f"at ×{args.speed:g} ({args.minutes:g} wall minutes), the stream running beside it")
+        f"at ×{args.speed:g} ({args.minutes:g} wall minutes" +
+        (f", the first {args.fast_forward:g} h at once" if args.fast_forward else "") + "), the stream running beside it")
+    stack_dir = data_dir.parent.parent  # the stack's data directory (its services' storage)
+    disk_paths = {"warehouse (chDB)": data_dir / "chdb", "Dagster instance": data_dir / "dagster_home",
+                  "lake objects (MinIO)": stack_dir / "minio", "lakeFS metadata": stack_dir / "lakefs",
+                  "Kafka log": stack_dir / "kafka"} if args.soak else {}
+    disk_before = soak_probe.disk_bytes(disk_paths) if args.soak else {}
     stream = subprocess.Popen([sys.executable, "-m", "evcharging.streaming"], cwd=ROOT, env=os.environ.copy(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     manifest_path = data_dir / "run.manifest.json"
     sim = subprocess.Popen([sys.executable, "-m", "simulator", "--vehicles", str(args.vehicles), "--duration", f"{hours:.3f}",
                             "--start", args.start, "--speed", str(args.speed), "--sink", "kafka",
-                            "--progress-interval", str(args.progress_interval),
+                            "--progress-interval", str(args.progress_interval), "--fast-forward", str(args.fast_forward),
                             "--manifest", str(manifest_path), "--quiet"], cwd=ROOT, env=os.environ.copy(),
                            start_new_session=True)
+    sampler = soak_probe.RssSampler(stream.pid) if args.soak else None
+    if sampler:
+        sampler.start()
     max_depth: dict[str, int] = defaultdict(int)
     sim_done = drained = None
     stopping = False
@@ -341,8 +446,11 @@ def main() -> int:
                 if dev.proc.poll() is not None:
                     raise RuntimeError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")
                 time.sleep(2)
+            lane_check = lane_reconciliation(instance, drained, say) if args.soak and drained else None
             loaded, jobs = queryable_at(instance), run_figures(instance, since=started_at)
     finally:  # stop everything this started, whatever happened
+        if sampler:
+            sampler.stop()
         dev.stop(say)
         stream.send_signal(signal.SIGTERM)  # the stream finishes its batch and stops its JVM itself
         if sim.poll() is None:
@@ -361,7 +469,8 @@ def main() -> int:
     from evcharging.resources.from_settings import warehouse_resource
 
     with warehouse_resource(settings).connect() as wh:
-        rows = wh.query_arrow(f"SELECT kafka_partition, kafka_offset, load_commit FROM "
+        rows = wh.query_arrow(f"SELECT kafka_partition, kafka_offset, load_commit, "
+                              f"toUnixTimestamp64Milli(event_time) / 1000 AS event_s FROM "
                               f"{settings.clickhouse_database}.fact_charging_events WHERE run_id = "
                               f"'{manifest['run_id']}' LIMIT 1 BY event_id").to_pandas()
     sent = np.full(len(rows), np.nan)
@@ -372,6 +481,12 @@ def main() -> int:
     fresh = visible - sent
     ok = ~np.isnan(fresh)
     lo, hi, rate = steady_window(sent[ok])
+    if args.fast_forward:  # the events of the fast-forwarded hours are a burst at the start, not the steady run
+        paced = (rows.event_s.to_numpy() >= datetime.fromisoformat(args.start).timestamp() + args.fast_forward * 3600)
+        burst_queryable = float(np.nanmax(visible[ok & ~paced]))
+        lo = max(float(np.nanmin(sent[ok & paced])), burst_queryable)  # once the burst is queryable
+        hi = float(np.nanmax(sent[ok & paced]))
+        rate = float(np.count_nonzero(ok & (sent >= lo) & (sent < hi)) / (hi - lo))
     in_window = ok & (sent >= lo) & (sent < hi)
     steady = fresh[in_window]
     # Where the time goes, per stage (lakeFS commit times have whole seconds): the stream (sent →
@@ -397,7 +512,11 @@ def main() -> int:
     }
     if aged:
         results["aged_history_SYNTHESIZED"] = aged
-    out = ROOT / "bench" / "results" / ("freshness-aged.json" if aged else "freshness.json")
+    if args.soak:
+        results["soak"] = soak_figures(settings, args, sent[ok], fresh[ok], lo, hi, sampler, disk_paths, disk_before,
+                                       manifest, jobs, drained - started_at, lane_check)
+    out = ROOT / "bench" / "results" / ("freshness-soak.json" if args.soak else
+                                        "freshness-aged.json" if aged else "freshness.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"mode            : {results['mode']}")
@@ -414,6 +533,8 @@ def main() -> int:
           "(with the ramp and the tail)")
     print(f"run queues      : largest {results['max_queue_depth']} (per job {dict(max_depth)}; target ≤ 2)")
     print(f"drain           : {results['drain_s']:.0f} s from the simulator's end to every event queryable (target ≤ 60 s)")
+    if args.soak:
+        print_soak(results["soak"])
     for job, figures in jobs.items():
         print(f"  {job:<24} {figures['runs']:>4} runs  duration p50 {figures['duration_p50_s'] or 0:5.1f} s "
               f"max {figures['duration_max_s'] or 0:5.1f} s  queue wait p50 {figures['queue_wait_p50_s'] or 0:5.1f} s")

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"simulated start, ISO-8601 UTC (default: {DEFAULT_START.isoformat()})")
     p.add_argument("--speed", type=float, default=0.0,
                    help="0 = as fast as possible, else real time x SPEED (default: 0)")
+    p.add_argument("--fast-forward", type=float, default=0.0, metavar="HOURS",
+                   help="with --speed: emit the first HOURS of the simulation as fast as possible, then pace "
+                        "(a day already under way; they count in --duration) (default: 0)")
     p.add_argument("--progress-interval", type=float, default=60.0, metavar="S",
                    help="simulated seconds between charging_progress events (default: 60)")
     p.add_argument("--charges-per-day", type=float, default=1.0,
@@ -114,7 +117,7 @@ async def main_async(args: argparse.Namespace, on_step=None) -> RunManifest:
     progress = None if args.quiet else _Progress(world)
     clock0 = time.monotonic()
     try:
-        manifest = await run(world, sink, speed=args.speed, stop=stop,
+        manifest = await run(world, sink, speed=args.speed, fast_forward_s=args.fast_forward * 3600, stop=stop,
                              on_step=on_step or (progress.update if progress else None))
     finally:
         if progress:

@@ -28,26 +28,29 @@ def default_step_s(progress_interval_s: float, speed: float) -> float:
 
 
 async def run(world: World, sink: Sink, *, speed: float = 0.0, step_s: float | None = None,
-              stop: asyncio.Event | None = None,
+              fast_forward_s: float = 0.0, stop: asyncio.Event | None = None,
               on_step: Callable[[World, int], None] | None = None) -> RunManifest:
     """Advance the world `step_s` simulated seconds at a time (default: `default_step_s`), write
     each step's records, and return the manifest after it was published. The same steps give the
     same records in the same order.
 
-    With speed > 0, simulated second t is emitted no earlier than wall start + t / speed. The
-    manifest counts exactly the records handed to the sink, all of which were flushed first.
+    With speed > 0, simulated second t is emitted no earlier than wall start + t / speed; with
+    ``fast_forward_s``, the first that many simulated seconds are emitted as fast as possible and the
+    pacing starts after them (a day already under way, then live). The manifest counts exactly the
+    records handed to the sink, all of which were flushed first.
     """
     stop = stop or asyncio.Event()
     step_s = step_s or default_step_s(world.config.progress_interval_s, speed)
     wall_started = _wall_now()
-    clock0 = time.monotonic()
     until = world.now
+    paced_from, clock0 = until + fast_forward_s, None
     await sink.start()
     try:
         while not world.finished and not stop.is_set():
             until += step_s  # our own cursor: the world's clock stops at its last event
-            if speed > 0:
-                delay = clock0 + until / speed - time.monotonic()
+            if speed > 0 and until > paced_from:
+                clock0 = time.monotonic() if clock0 is None else clock0
+                delay = clock0 + (until - paced_from) / speed - time.monotonic()
                 if delay > 0:
                     try:  # wake early on a stop request
                         await asyncio.wait_for(stop.wait(), delay)
@@ -58,7 +61,7 @@ async def run(world: World, sink: Sink, *, speed: float = 0.0, step_s: float | N
             await sink.write(records)
             if on_step:
                 on_step(world, len(records))
-            if speed <= 0:
+            if speed <= 0 or until <= paced_from:
                 await asyncio.sleep(0)  # let the producer's sender and signal handlers run
         await sink.flush()
         manifest = world.manifest(wall_started=wall_started, wall_finished=_wall_now(),

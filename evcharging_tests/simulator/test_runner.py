@@ -1,5 +1,5 @@
 """Driving a world into a sink: paced runs take the simulated time divided by the speed and emit
-the same events as unpaced ones; a stop request still flushes and yields a manifest that counts
+the same events as unpaced ones, and a fast-forwarded start is not paced; a stop request still flushes and yields a manifest that counts
 exactly what the sink received; a fleet that cannot charge anywhere is refused up front."""
 
 from __future__ import annotations
@@ -41,6 +41,19 @@ def test_paced_run_takes_simulated_time_over_speed_and_emits_the_same_events():
     assert time.monotonic() - started >= 0.1
     assert sorted(paced.values) == sorted(fast.values)
     assert manifest.events_total == len(paced.values) and paced.manifest == manifest
+
+
+def test_fast_forward_emits_its_hours_at_once_then_paces_the_rest():
+    def timed(sink, **pacing) -> float:
+        started = time.monotonic()
+        asyncio.run(run(world(duration_h=2), sink, speed=7200, **pacing))  # two simulated hours: 1 s paced
+        return time.monotonic() - started
+
+    paced, forwarded = ListSink(), ListSink()
+    whole, rest = timed(paced), timed(forwarded, fast_forward_s=3600)
+    assert whole >= 1.0 and rest >= 0.5  # the pacing holds after the fast-forward
+    assert rest < whole - 0.3, (rest, whole)  # the first hour was not paced
+    assert sorted(forwarded.values) == sorted(paced.values)
 
 
 def test_stop_request_flushes_and_counts_what_was_written():

@@ -1,0 +1,133 @@
+"""What `bench_freshness --soak` watches over hours: the memory of every long-lived process, the disk
+the run adds, and the freshness of its first and last minutes. Read from /proc and `du`, nothing
+is asked of the processes themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+# A long-lived process's role, from its command line (first match wins); run workers and Spark
+# jobs of single runs are not long-lived and are left out by ``RssSampler.trends``.
+ROLES = (
+    ("dagster-webserver", "webserver"), ("dagster_webserver", "webserver"),
+    ("dagster._daemon", "daemon"), ("dagster-daemon", "daemon"),
+    ("api grpc", "code server"), ("code-server start", "code server proxy"),
+    ("dagster dev", "dagster dev"),
+    ("evcharging.streaming", "stream driver"),
+    ("kafka.Kafka", "kafka"), ("minio server", "minio"), ("lakefs run", "lakefs"), ("ferretdb --listen-addr", "ferretdb"),
+    ("postgres -D", "postgres"),
+)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+class RssSampler(threading.Thread):
+    """Every ``every`` seconds, the RSS of each process whose role ``ROLES`` names, plus the JVM under
+    the stream driver (``stream driver JVM``); keyed by role and pid."""
+
+    def __init__(self, stream_pid: int, every: float = 30.0):
+        super().__init__(daemon=True)
+        self.stream_pid, self.every = stream_pid, every
+        self.samples: list[tuple[float, str, int, float]] = []  # (time, role, pid, MB)
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        now = time.time()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            command = _cmdline(pid)
+            role = next((name for pattern, name in ROLES if pattern in command), None)
+            if role is None and "java" in command.split(" ", 1)[0] and _parent(pid) == self.stream_pid:
+                role = "stream driver JVM"
+            rss = _rss_mb(pid) if role else None
+            if rss:
+                self.samples.append((now, role, pid, rss))
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.every)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+    def trends(self, first: tuple[float, float], last: tuple[float, float]) -> dict[str, dict]:
+        """Per role (a process alive in both windows), mean RSS in the ``first`` and ``last`` windows
+        (start, end) and their ratio; the maximum over the whole run."""
+        out: dict[str, dict] = {}
+        keys = {(role, pid) for _, role, pid, _ in self.samples}
+        for role, pid in sorted(keys):
+            mine = [(t, mb) for t, r, p, mb in self.samples if (r, p) == (role, pid)]
+            a = [mb for t, mb in mine if first[0] <= t < first[1]]
+            b = [mb for t, mb in mine if last[0] <= t < last[1]]
+            if not a or not b:
+                continue  # not long-lived: a run's process, or one that restarted
+            name = role if role not in out else f"{role} ({pid})"
+            out[name] = {"pid": pid, "first_mb": round(float(np.mean(a)), 1), "last_mb": round(float(np.mean(b)), 1),
+                         "ratio": round(float(np.mean(b) / np.mean(a)), 3), "max_mb": round(max(mb for _, mb in mine), 1)}
+        return out
+
+
+def disk_bytes(paths: dict[str, Path]) -> dict[str, int]:
+    """`du -sb` of each path (0 when it does not exist)."""
+    out = {}
+    for name, path in paths.items():
+        if not path.exists():
+            out[name] = 0
+            continue
+        done = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, timeout=600)
+        out[name] = int(done.stdout.split()[0]) if done.stdout else 0
+    return out
+
+
+def windowed_p95(sent: np.ndarray, fresh: np.ndarray, start: float, end: float, minutes: float = 15) -> dict:
+    """Freshness p50/p95 of the events sent in the first and in the last ``minutes`` of [start, end)."""
+    span = minutes * 60
+    out = {}
+    for name, (lo, hi) in (("first", (start, start + span)), ("last", (end - span, end))):
+        values = fresh[(sent >= lo) & (sent < hi) & ~np.isnan(fresh)]
+        out[name] = {"events": int(values.size), "p50_s": float(np.percentile(values, 50)) if values.size else None,
+                     "p95_s": float(np.percentile(values, 95)) if values.size else None}
+    if out["first"]["p95_s"] and out["last"]["p95_s"]:
+        out["p95_ratio_last_to_first"] = out["last"]["p95_s"] / out["first"]["p95_s"]
+    return out
+
+
+def rate_floor(sent: np.ndarray, start: float, end: float, bucket: float = 60.0) -> dict:
+    """Events sent per second in each whole minute of [start, end): the lowest, the median, the highest."""
+    inside = sent[(sent >= start) & (sent < end)]
+    counts = np.bincount(((inside - start) // bucket).astype(int))[: int((end - start) // bucket)] / bucket
+    return {"minutes": int(counts.size), "min_per_s": float(counts.min()), "median_per_s": float(np.median(counts)),
+            "max_per_s": float(counts.max())}
