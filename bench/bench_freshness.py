@@ -196,6 +196,17 @@ def run_figures(instance, since: float) -> dict[str, dict]:
     return out
 
 
+def run_spans(instance, since: float) -> dict[str, list[tuple[float, float]]]:
+    """Per job, (start, end) of each finished run created after ``since``."""
+    from datetime import UTC
+
+    import dagster as dg
+
+    return {job: [(r.start_time, r.end_time) for r in instance.get_run_records(
+        dg.RunsFilter(job_name=job, created_after=datetime.fromtimestamp(since, UTC))) if r.start_time and r.end_time]
+        for job in JOBS}
+
+
 def queue_depths(instance) -> dict[str, int]:
     """Per job: runs not finished (waiting to start, or running)."""
     import dagster as dg
@@ -268,7 +279,7 @@ def full_audit(settings) -> dict:
             "distinct_events": int(distinct), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def soak_figures(settings, args, sent, fresh, lo, hi, sampler, disk_paths, disk_before, manifest, jobs,
+def soak_figures(settings, args, sent, fresh, lo, hi, sampler, disk_paths, disk_before, manifest, jobs, spans,
                  elapsed_s, lane_check) -> dict:
     """The soak's figures: first and last 15 minutes, RSS trends, disk per million events, runs per hour,
     reconciliation (the lanes' own, then the full audit)."""
@@ -282,6 +293,7 @@ def soak_figures(settings, args, sent, fresh, lo, hi, sampler, disk_paths, disk_
         "rate": soak_probe.rate_floor(sent, lo, hi),
         "freshness": soak_probe.windowed_p95(sent, fresh, lo, hi),
         "rss": sampler.trends((lo, lo + span), (hi - span, hi)),
+        "run_durations": soak_probe.duration_trends(spans, (lo, lo + span), (hi - span, hi)),
         "disk_mb_per_million_events": {name: round(b / 1e6 / millions, 1) for name, b in added.items()},
         "disk_mb_added": {name: round(b / 1e6, 1) for name, b in added.items()},
         "runs_per_hour": {job: round(figures["runs"] / hours, 1) for job, figures in jobs.items()},
@@ -301,6 +313,9 @@ def print_soak(soak: dict) -> None:
     for role, trend in soak["rss"].items():
         print(f"  RSS {role:<22} first 15 min {trend['first_mb']:7.0f} MB, last {trend['last_mb']:7.0f} MB "
               f"(×{trend['ratio']:.2f}, target ≤ 1.10), max {trend['max_mb']:.0f} MB")
+    for job, trend in soak["run_durations"].items():
+        print(f"  runs {job:<22} p50 first 15 min {trend['first_p50_s']:5.1f} s, last {trend['last_p50_s']:5.1f} s "
+              f"(×{trend['ratio']:.2f}; {trend['runs'][0]} and {trend['runs'][1]} runs)")
     print("disk per M events: " + ", ".join(f"{n} {mb:.1f} MB" for n, mb in soak["disk_mb_per_million_events"].items()))
     print("runs per hour   : " + ", ".join(f"{job} {n:.0f}" for job, n in soak["runs_per_hour"].items()))
     lanes, audit = soak["reconciliation_by_the_lanes"] or {}, soak["full_audit_in_process"]
@@ -448,6 +463,7 @@ def main() -> int:
                 time.sleep(2)
             lane_check = lane_reconciliation(instance, drained, say) if args.soak and drained else None
             loaded, jobs = queryable_at(instance), run_figures(instance, since=started_at)
+            spans = run_spans(instance, since=started_at)
     finally:  # stop everything this started, whatever happened
         if sampler:
             sampler.stop()
@@ -514,7 +530,7 @@ def main() -> int:
         results["aged_history_SYNTHESIZED"] = aged
     if args.soak:
         results["soak"] = soak_figures(settings, args, sent[ok], fresh[ok], lo, hi, sampler, disk_paths, disk_before,
-                                       manifest, jobs, drained - started_at, lane_check)
+                                       manifest, jobs, spans, drained - started_at, lane_check)
     out = ROOT / "bench" / "results" / ("freshness-soak.json" if args.soak else
                                         "freshness-aged.json" if aged else "freshness.json")
     out.parent.mkdir(exist_ok=True)

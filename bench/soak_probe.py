@@ -131,3 +131,17 @@ def rate_floor(sent: np.ndarray, start: float, end: float, bucket: float = 60.0)
     counts = np.bincount(((inside - start) // bucket).astype(int))[: int((end - start) // bucket)] / bucket
     return {"minutes": int(counts.size), "min_per_s": float(counts.min()), "median_per_s": float(np.median(counts)),
             "max_per_s": float(counts.max())}
+
+
+def duration_trends(spans: dict[str, list[tuple[float, float]]], first: tuple[float, float],
+                    last: tuple[float, float]) -> dict[str, dict]:
+    """Per job, the p50 duration of its runs started in the ``first`` and in the ``last`` window: a
+    recurring step that costs what history costs gets slower from one to the other."""
+    out = {}
+    for job, runs in spans.items():
+        a = [end - start for start, end in runs if first[0] <= start < first[1]]
+        b = [end - start for start, end in runs if last[0] <= start < last[1]]
+        if a and b:
+            out[job] = {"first_p50_s": round(float(np.median(a)), 2), "last_p50_s": round(float(np.median(b)), 2),
+                        "runs": [len(a), len(b)], "ratio": round(float(np.median(b) / np.median(a)), 2)}
+    return out
