@@ -182,16 +182,20 @@ def stage_times(lakefs, settings, rows) -> dict[str, np.ndarray]:
     return out
 
 
-def run_figures(instance, since: float) -> dict[str, dict]:
-    """Per job: runs created after ``since`` (not an aged instance's), their durations (start → end)
-    and queue waits (created → start)."""
-    from datetime import UTC, datetime
+def job_runs(instance, since: float) -> dict[str, list]:
+    """Per job, the records of its runs created after ``since`` (not an aged instance's)."""
+    from datetime import UTC
 
     import dagster as dg
 
+    return {job: instance.get_run_records(dg.RunsFilter(job_name=job, created_after=datetime.fromtimestamp(since, UTC)))
+            for job in JOBS}
+
+
+def run_figures(runs: dict[str, list]) -> dict[str, dict]:
+    """Per job (``job_runs``): its runs, their durations (start → end) and queue waits (created → start)."""
     out = {}
-    for job in JOBS:
-        records = instance.get_run_records(dg.RunsFilter(job_name=job, created_after=datetime.fromtimestamp(since, UTC)))
+    for job, records in runs.items():
         durations = [r.end_time - r.start_time for r in records if r.start_time and r.end_time]
         waits = [r.start_time - r.create_timestamp.timestamp() for r in records if r.start_time]
         statuses = defaultdict(int)
@@ -205,15 +209,10 @@ def run_figures(instance, since: float) -> dict[str, dict]:
     return out
 
 
-def run_spans(instance, since: float) -> dict[str, list[tuple[float, float]]]:
-    """Per job, (start, end) of each finished run created after ``since``."""
-    from datetime import UTC
-
-    import dagster as dg
-
-    return {job: [(r.start_time, r.end_time) for r in instance.get_run_records(
-        dg.RunsFilter(job_name=job, created_after=datetime.fromtimestamp(since, UTC))) if r.start_time and r.end_time]
-        for job in JOBS}
+def run_spans(runs: dict[str, list]) -> dict[str, list[tuple[float, float]]]:
+    """Per job (``job_runs``), (start, end) of each finished run."""
+    return {job: [(r.start_time, r.end_time) for r in records if r.start_time and r.end_time]
+            for job, records in runs.items()}
 
 
 def queue_depths(instance) -> dict[str, int]:
@@ -471,8 +470,8 @@ def main() -> int:
                     raise RuntimeError(f"dagster dev exited (code {dev.proc.returncode}); see {dev.log_file}")
                 time.sleep(2)
             lane_check = lane_reconciliation(instance, drained, say) if args.soak and drained else None
-            loaded, jobs = queryable_at(instance), run_figures(instance, since=started_at)
-            spans = run_spans(instance, since=started_at)
+            runs = job_runs(instance, since=started_at)
+            loaded, jobs, spans = queryable_at(instance), run_figures(runs), run_spans(runs)
     finally:  # stop everything this started, whatever happened
         if sampler:
             sampler.stop()

@@ -1,6 +1,7 @@
 """Driving a world into a sink: paced runs take the simulated time divided by the speed and emit
-the same events as unpaced ones, and a fast-forwarded start is not paced; a stop request still flushes and yields a manifest that counts
-exactly what the sink received; a fleet that cannot charge anywhere is refused up front."""
+the same events as unpaced ones, and a fast-forwarded start is not paced; a stop request still
+flushes and yields a manifest that counts exactly what the sink received; a fleet that cannot
+charge anywhere is refused up front."""
 
 from __future__ import annotations
 
