@@ -40,7 +40,7 @@ simulator run's events (``run_id``), never at the history.
 The soak (issue 19): two hours at ≥ 3,000 events/s, the simulated morning fast-forwarded so that
 the run starts at a steady rate; its window starts once that burst is queryable. ``--soak`` adds
 the first and last 15 minutes' freshness and run durations, the RSS of every long-lived process
-(``soak_probe``), disk per million events, runs per hour, and the reconciliation at the end (the
+and the event tables' active parts (``soak_probe``), disk per million events, runs per hour, and the reconciliation at the end (the
 lanes' own, then the full audit in process):
 
     python bench/bench_freshness.py --soak --vehicles 35000 --speed 4 --progress-interval 3.2 \
@@ -287,10 +287,10 @@ def full_audit(settings) -> dict:
             "distinct_events": int(distinct), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def soak_figures(settings, args, sent, fresh, lo, hi, sampler, disk_paths, disk_before, manifest, jobs, spans,
-                 elapsed_s, lane_check) -> dict:
-    """The soak's figures: first and last 15 minutes, RSS trends, disk per million events, runs per hour,
-    reconciliation (the lanes' own, then the full audit)."""
+def soak_figures(settings, args, sent, fresh, lo, hi, sampler, parts, disk_paths, disk_before, manifest, jobs,
+                 spans, elapsed_s, lane_check) -> dict:
+    """The soak's figures: first and last 15 minutes, RSS trends, the event tables' active parts, disk
+    per million events, runs per hour, reconciliation (the lanes' own, then the full audit)."""
     span = 15 * 60
     disk_after = soak_probe.disk_bytes(disk_paths)
     added = {name: disk_after[name] - disk_before.get(name, 0) for name in disk_paths}
@@ -301,6 +301,7 @@ def soak_figures(settings, args, sent, fresh, lo, hi, sampler, disk_paths, disk_
         "rate": soak_probe.rate_floor(sent, lo, hi),
         "freshness": soak_probe.windowed_p95(sent, fresh, lo, hi),
         "rss": sampler.trends((lo, lo + span), (hi - span, hi)),
+        "chdb_parts": parts.trends((lo, lo + span), (hi - span, hi)),
         "run_durations": soak_probe.duration_trends(spans, (lo, lo + span), (hi - span, hi)),
         "disk_mb_per_million_events": {name: round(b / 1e6 / millions, 1) for name, b in added.items()},
         "disk_mb_added": {name: round(b / 1e6, 1) for name, b in added.items()},
@@ -321,6 +322,9 @@ def print_soak(soak: dict) -> None:
     for role, trend in soak["rss"].items():
         print(f"  RSS {role:<22} first 15 min {trend['first_mb']:7.0f} MB, last {trend['last_mb']:7.0f} MB "
               f"(×{trend['ratio']:.2f}, target ≤ 1.10), max {trend['max_mb']:.0f} MB")
+    for table, trend in soak["chdb_parts"].items():
+        print(f"  parts {table:<21} first 15 min {trend['first_parts']}, last {trend['last_parts']}, "
+              f"most {trend['max_parts']}; a merge under way in {trend['merging_share']:.0%} of the samples")
     for job, trend in soak["run_durations"].items():
         print(f"  runs {job:<22} p50 first 15 min {trend['first_p50_s']:5.1f} s, last {trend['last_p50_s']:5.1f} s "
               f"(×{trend['ratio']:.2f}; {trend['runs'][0]} and {trend['runs'][1]} runs)")
@@ -438,8 +442,12 @@ def main() -> int:
                             "--manifest", str(manifest_path), "--quiet"], cwd=ROOT, env=os.environ.copy(),
                            start_new_session=True)
     sampler = soak_probe.RssSampler(stream.pid) if args.soak else None
-    if sampler:
-        sampler.start()
+    tables = data_dir / "chdb" / "data" / settings.clickhouse_database
+    parts = soak_probe.PartsSampler({t: tables / t for t in ("fact_charging_events", "session_events_open")}) \
+        if args.soak else None
+    for probe in (sampler, parts):
+        if probe:
+            probe.start()
     max_depth: dict[str, int] = defaultdict(int)
     sim_done = drained = None
     stopping = False
@@ -473,8 +481,9 @@ def main() -> int:
             runs = job_runs(instance, since=started_at)
             loaded, jobs, spans = queryable_at(instance), run_figures(runs), run_spans(runs)
     finally:  # stop everything this started, whatever happened
-        if sampler:
-            sampler.stop()
+        for probe in (sampler, parts):
+            if probe:
+                probe.stop()
         dev.stop(say)
         stream.send_signal(signal.SIGTERM)  # the stream finishes its batch and stops its JVM itself
         if sim.poll() is None:
@@ -537,8 +546,8 @@ def main() -> int:
     if aged:
         results["aged_history_SYNTHESIZED"] = aged
     if args.soak:
-        results["soak"] = soak_figures(settings, args, sent[ok], fresh[ok], lo, hi, sampler, disk_paths, disk_before,
-                                       manifest, jobs, spans, drained - started_at, lane_check)
+        results["soak"] = soak_figures(settings, args, sent[ok], fresh[ok], lo, hi, sampler, parts, disk_paths,
+                                       disk_before, manifest, jobs, spans, drained - started_at, lane_check)
     out = ROOT / "bench" / "results" / ("freshness-soak.json" if args.soak else
                                         "freshness-aged.json" if aged else "freshness.json")
     out.parent.mkdir(exist_ok=True)

@@ -100,6 +100,68 @@ class RssSampler(threading.Thread):
         return out
 
 
+def active_parts(table_dir: Path) -> tuple[int, int]:
+    """(active parts, merges in flight) of a MergeTree table, read from its directory: a part's name is
+    ``<partition>_<min block>_<max block>_<level>[_<mutation>]`` and it is active unless another part of
+    the partition covers its blocks (outdated parts stay on disk for minutes); ``tmp_merge_*`` folders
+    are merges under way. chDB is locked by the runs, so the folder is the only view from outside."""
+    try:
+        names = os.listdir(table_dir)
+    except OSError:
+        return 0, 0
+    merging = sum(name.startswith("tmp_merge_") for name in names)
+    parts = []
+    for name in names:
+        fields = name.split("_")
+        if name.startswith(("tmp", "delete_tmp", "detached")) or len(fields) < 4 or not fields[1].isdigit():
+            continue
+        mutation = int(fields[4]) if len(fields) > 4 and fields[4].isdigit() else 0
+        parts.append((fields[0], int(fields[1]), int(fields[2]), int(fields[3]), mutation))
+    covered = 0
+    for part in parts:
+        if any(o != part and o[0] == part[0] and o[1] <= part[1] and part[2] <= o[2] and
+               ((o[1], o[2]) != (part[1], part[2]) or (o[3], o[4]) > (part[3], part[4])) for o in parts):
+            covered += 1
+    return len(parts) - covered, merging
+
+
+class PartsSampler(threading.Thread):
+    """Every ``every`` seconds, the active parts and merges in flight of each table in ``tables``
+    (name → its folder under chDB's data directory)."""
+
+    def __init__(self, tables: dict[str, Path], every: float = 30.0):
+        super().__init__(daemon=True)
+        self.tables, self.every = tables, every
+        self.samples: list[tuple[float, str, int, int]] = []  # (time, table, active parts, merges)
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            now = time.time()
+            for name, folder in self.tables.items():
+                self.samples.append((now, name, *active_parts(folder)))
+            self._halt.wait(self.every)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+    def trends(self, first: tuple[float, float], last: tuple[float, float]) -> dict[str, dict]:
+        """Per table: mean active parts in the ``first`` and ``last`` windows, the most seen, and the
+        share of samples with a merge under way (chDB merges only inside a process that holds it)."""
+        out = {}
+        for name in self.tables:
+            mine = [(t, n, m) for t, table, n, m in self.samples if table == name]
+            a = [n for t, n, _ in mine if first[0] <= t < first[1]]
+            b = [n for t, n, _ in mine if last[0] <= t < last[1]]
+            if mine:
+                out[name] = {"first_parts": round(float(np.mean(a)), 1) if a else None,
+                             "last_parts": round(float(np.mean(b)), 1) if b else None,
+                             "max_parts": max(n for _, n, _ in mine),
+                             "merging_share": round(sum(m > 0 for *_, m in mine) / len(mine), 2)}
+        return out
+
+
 def disk_bytes(paths: dict[str, Path]) -> dict[str, int]:
     """`du -sb` of each path (0 when it does not exist)."""
     out = {}

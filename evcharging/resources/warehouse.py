@@ -5,6 +5,13 @@ is open, so every use goes through ``with warehouse.connect() as wh:`` and close
 the step; Dagster serialises the steps that open it with the ``warehouse`` pool (limit 1). Another
 process (`evcharging sql`, a step of another run) may hold it for a moment: opening waits for the
 lock — saying so once — rather than fail, for up to ``lock_wait_seconds``.
+
+chDB merges a table's parts only inside the process that has it open, and a step holds it for a
+second or two: a merge still under way when the session closes is cancelled and starts over in the
+next process, so parts pile up and every step pays for merges that never finish. Closing a chDB
+session therefore first lets the merges under way finish, for up to ``merge_wait_seconds``, and the
+event tables cap the size of one merge (``schema.CHDB_MAX_MERGE_BYTES``) so that a merge fits in
+that wait. A ClickHouse server merges in its own background and needs neither.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ class WarehouseConnection:
     """One open connection; ``query_df`` / ``query_arrow`` / ``command`` / ``insert_select`` /
     ``insert_arrow`` on either backend."""
 
-    def __init__(self, chdb_session=None, server_client=None, lakefs_endpoint: str | None = None):
+    def __init__(self, chdb_session=None, server_client=None, lakefs_endpoint: str | None = None,
+                 merge_wait_seconds: float = 0.0):
         self._chdb, self._server = chdb_session, server_client
         self.lakefs_endpoint = lakefs_endpoint  # lakeFS as this backend reaches it; None = the lakeFS resource's
+        self.merge_wait_seconds = merge_wait_seconds
 
     @property
     def backend(self) -> str:
@@ -78,9 +87,19 @@ class WarehouseConnection:
 
     def close(self) -> None:
         if self._chdb is not None:
+            self.finish_merges(self.merge_wait_seconds)
             self._chdb.close()
         else:
             self._server.close()
+
+    def finish_merges(self, seconds: float) -> float:
+        """chDB: wait until no merge is under way, for at most ``seconds`` (see the module docstring);
+        return how long it waited."""
+        started = time.monotonic()
+        while (self._chdb is not None and time.monotonic() - started < seconds
+               and int(self._chdb.query("SELECT count() FROM system.merges", "CSV").bytes() or b"0")):
+            time.sleep(0.1)
+        return time.monotonic() - started
 
 
 def _without_dictionaries(table):
@@ -109,6 +128,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     lock_wait_seconds: float = Field(
         900, description="How long opening chDB waits for another process to release its directory lock.")
+    merge_wait_seconds: float = Field(
+        5, description="chDB: how long closing a session waits for the merges under way to finish "
+                       "(they are cancelled when it closes, and would start over in the next process).")
 
     @contextmanager
     def connect(self, on_wait: Callable[[str], None] | None = None,
@@ -140,7 +162,8 @@ class WarehouseResource(dg.ConfigurableResource):
         while True:
             if not chdb_locked(path):
                 try:
-                    return WarehouseConnection(chdb_session=session.Session(str(path)))
+                    return WarehouseConnection(chdb_session=session.Session(str(path)),
+                                               merge_wait_seconds=self.merge_wait_seconds)
                 except Exception as exc:  # chDB raises a bare RuntimeError, also when it lost a race for the lock
                     if not chdb_locked(path):
                         raise RuntimeError(f"warehouse: cannot open chDB at {path}: {exc}") from exc

@@ -267,6 +267,9 @@ class LakeFSService(Service):
             "stats:\n  enabled: false\n"
             "security:\n  check_latest_version: false\n"
             "logging:\n  level: WARN\n"
+            # The block cache of committed metadata fills up to its cap over hours (400 MB by default, the
+            # RSS of a 2-hour soak tripled); on a 2-core demo machine a smaller cap serves a stream's merges.
+            f"committed:\n  sstable:\n    memory:\n      cache_size_bytes: {s.lakefs_memory_mb * 1_000_000}\n"
         )
         proc.start([str(builds.lakefs_binary(s.cache_dir)), "run", "--config", str(config)], cwd=home, env={
             "LAKEFS_AUTH_ENCRYPT_SECRET_KEY": s.require("lakefs_encrypt_secret"),
@@ -276,6 +279,8 @@ class LakeFSService(Service):
             "LAKEFS_INSTALLATION_USER_NAME": s.lakefs_admin_user,
             "LAKEFS_INSTALLATION_ACCESS_KEY_ID": s.require("lakefs_access_key_id"),
             "LAKEFS_INSTALLATION_SECRET_ACCESS_KEY": s.require("lakefs_secret_access_key"),
+            # A soft heap limit: the GC runs before the heap doubles past the cache and working set.
+            "GOMEMLIMIT": f"{s.lakefs_memory_mb + 320}MiB",
         })
 
     def healthy(self, s):

@@ -111,6 +111,13 @@ _START_TIME_INDEX = "INDEX idx_start start_time TYPE minmax GRANULARITY 1"
 # A load's INSERT carries its commit as deduplication token: repeated after a crash (before load_log
 # recorded it), it writes nothing, so the fact holds each event once even before merges.
 _DEDUPLICATION_WINDOW = "non_replicated_deduplication_window = 1000"
+# chDB merges only inside the process that holds it, for a step's second or two plus the wait on
+# closing (``WarehouseResource.merge_wait_seconds``); a merge that outlasts it is cancelled and
+# starts over in the next process, for ever. So on chDB the tables loads append to merge into parts
+# of at most this size (~4 M events; a month partition of 250 M events is ~60 parts). A ClickHouse
+# server merges in its own background and keeps its default (150 GB).
+CHDB_MAX_MERGE_BYTES = 64 * 1024 * 1024
+_CAPPED_MERGES = ("fact_charging_events", "session_events_open")
 
 # name -> CREATE TABLE body after the name: "(columns) ENGINE … ORDER BY …"
 TABLES: dict[str, str] = {
@@ -310,13 +317,19 @@ def ensure_tables(wh, database: str) -> None:
 
 def _upgrade_facts(wh, database: str) -> None:
     """Give a fact created by an older version what the DDL now has: the deduplication window, and
-    the time indexes (parts written from then on carry them; older parts are simply read, as before).
+    the time indexes (parts written from then on carry them; older parts are simply read, as before);
+    on chDB, cap the size of a merge of the tables loads append to (``CHDB_MAX_MERGE_BYTES``).
     Each ALTER runs only when missing: ``ensure_tables`` runs in every load."""
     created = dict(wh.query_rows(f"SELECT name, create_table_query FROM system.tables WHERE database = '{database}' "
-                                 "AND name IN ('fact_charging_events', 'fact_charging_sessions')"))
+                                 "AND name IN ('fact_charging_events', 'fact_charging_sessions', 'session_events_open')"))
     events = qualified(database, "fact_charging_events")
     if "non_replicated_deduplication_window" not in created.get("fact_charging_events", _DEDUPLICATION_WINDOW):
         wh.command(f"ALTER TABLE {events} MODIFY SETTING {_DEDUPLICATION_WINDOW}")
+    if wh.backend == "chdb":
+        cap = f"max_bytes_to_merge_at_max_space_in_pool = {CHDB_MAX_MERGE_BYTES}"
+        for name in _CAPPED_MERGES:
+            if cap not in created.get(name, cap):
+                wh.command(f"ALTER TABLE {qualified(database, name)} MODIFY SETTING {cap}")
     for name, index in (("fact_charging_events", _EVENT_TIME_INDEX), ("fact_charging_sessions", _START_TIME_INDEX)):
         if index.split()[1] not in created.get(name, index):
             wh.command(f"ALTER TABLE {qualified(database, name)} ADD {index}")

@@ -17,7 +17,7 @@ from evcharging.warehouse.load import (
     EventLoadError, _session_events_sql, event_insert_sql, interrupted_load, last_loaded_commit, load_event_files,
     load_lake_commit, load_log, loaded, run_masking_secrets, sessionize, stage_and_append,
 )
-from evcharging.warehouse.schema import TABLES, ensure_tables, qualified
+from evcharging.warehouse.schema import CHDB_MAX_MERGE_BYTES, TABLES, ensure_tables, qualified
 from evcharging_tests.warehouse.conftest import DB
 from evcharging_tests.warehouse.events import T0, session_events
 
@@ -41,6 +41,25 @@ def test_the_ddl_creates_every_table_and_can_run_again(warehouse):
     assert set(TABLES) <= tables
     assert engines["fact_charging_events"] == engines["fact_charging_sessions"] == "ReplacingMergeTree"
     assert columns.index("vehicle_model_id") == columns.index("vehicle_id") + 1
+
+
+def test_on_chdb_the_tables_loads_append_to_cap_one_merge_and_closing_lets_merges_finish(warehouse):
+    """chDB merges only while a process holds it: a merge must fit in a step (the cap), and closing
+    waits for the merges under way instead of cancelling them (they would start over next time)."""
+    with warehouse.connect() as wh:
+        ensure_tables(wh, DB)
+        created = dict(wh.query_rows(f"SELECT name, create_table_query FROM system.tables WHERE database = '{DB}'"))
+        table = qualified(DB, "merge_probe")
+        wh.command(f"CREATE TABLE {table} (k UInt64, v String) ENGINE = MergeTree ORDER BY k")
+        for i in range(12):  # twelve parts: enough for the merge selector to pick a merge at once
+            wh.command(f"INSERT INTO {table} SELECT number + {i * 200_000}, toString(rand()) FROM numbers(200000)")
+    cap = f"max_bytes_to_merge_at_max_space_in_pool = {CHDB_MAX_MERGE_BYTES}"
+    assert cap in created["fact_charging_events"] and cap in created["session_events_open"]
+    assert cap not in created["load_log"]
+    with warehouse.connect() as wh:
+        parts = wh.query_rows(f"SELECT count() FROM system.parts WHERE database = '{DB}' AND table = 'merge_probe' "
+                              "AND active")[0][0]
+    assert parts < 12, f"{parts} parts: the merges were cancelled when the session closed"
 
 
 def test_a_new_contract_field_is_added_to_an_existing_table(warehouse):
