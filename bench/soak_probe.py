@@ -22,8 +22,9 @@ ROLES = (
     ("dagster dev", "dagster dev"),
     ("evcharging.streaming", "stream driver"),
     ("kafka.Kafka", "kafka"), ("minio server", "minio"), ("lakefs run", "lakefs"), ("ferretdb --listen-addr", "ferretdb"),
-    ("postgres -D", "postgres"),
+    ("postgres -D", "postgres"), ("-m simulator", "simulator"),
 )
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _cmdline(pid: int) -> str:
@@ -43,6 +44,21 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy (not idle or waiting on I/O) since boot."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
 def _parent(pid: int) -> int | None:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -58,10 +74,12 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.stream_pid, self.every = stream_pid, every
         self.samples: list[tuple[float, str, int, float]] = []  # (time, role, pid, MB)
+        self.cpu: list[tuple[float, str, int, float]] = []  # (time, role or "machine", pid, CPU seconds so far)
         self._halt = threading.Event()
 
     def sample(self) -> None:
         now = time.time()
+        self.cpu.append((now, "machine (all processes)", 0, _machine_busy_seconds()))
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -73,6 +91,7 @@ class RssSampler(threading.Thread):
             rss = _rss_mb(pid) if role else None
             if rss:
                 self.samples.append((now, role, pid, rss))
+                self.cpu.append((now, role, pid, _cpu_seconds(pid) or 0.0))
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -97,6 +116,22 @@ class RssSampler(threading.Thread):
             name = role if role not in out else f"{role} ({pid})"
             out[name] = {"pid": pid, "first_mb": round(float(np.mean(a)), 1), "last_mb": round(float(np.mean(b)), 1),
                          "ratio": round(float(np.mean(b) / np.mean(a)), 3), "max_mb": round(max(mb for _, mb in mine), 1)}
+        return out
+
+
+    def cpu_trends(self, first: tuple[float, float], last: tuple[float, float]) -> dict[str, dict]:
+        """Cores each long-lived process kept busy in the ``first`` and ``last`` windows, and the whole
+        machine's (2 cores = 2.0): what the rest (runs, Spark passes) takes is the difference."""
+        def cores(points, window):
+            inside = [(t, c) for t, c in points if window[0] <= t < window[1]]
+            return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]) if len(inside) > 1 else None
+
+        out: dict[str, dict] = {}
+        for role, pid in sorted({(role, pid) for _, role, pid, _ in self.cpu}):
+            points = [(t, c) for t, r, p, c in self.cpu if (r, p) == (role, pid)]
+            a, b = cores(points, first), cores(points, last)
+            if a is not None and b is not None:
+                out[role if role not in out else f"{role} ({pid})"] = {"first_cores": round(a, 2), "last_cores": round(b, 2)}
         return out
 
 

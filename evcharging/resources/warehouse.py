@@ -87,8 +87,10 @@ class WarehouseConnection:
 
     def close(self) -> None:
         if self._chdb is not None:
-            self.finish_merges(self.merge_wait_seconds)
-            self._chdb.close()
+            try:
+                self.finish_merges(self.merge_wait_seconds)
+            finally:  # a session a failed statement left unusable is closed all the same
+                self._chdb.close()
         else:
             self._server.close()
 
