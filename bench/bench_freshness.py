@@ -244,43 +244,54 @@ def all_queryable(settings, lakefs, instance, run_id: str, expected: int) -> boo
 
 
 def lane_reconciliation(instance, after: float, say, timeout: float = 600) -> dict:
-    """The first reconciliation the lanes ran (``reconcile_warehouse``, started by the sensor after a
-    sessions pass) that was created after ``after`` (every event queryable): its check's verdict."""
+    """The verdict of the lanes' own reconciliation (``reconcile_warehouse``, started by the sensor
+    after each sessions pass) once they caught up: the first run created after ``after`` (every event
+    queryable) that passed or found a loss. Runs whose only differences are still on their way (the
+    last loads' sessions not summarised yet) are skipped: the next pass catches up."""
     from datetime import UTC
 
     import dagster as dg
 
-    deadline = time.time() + timeout
+    deadline, seen, in_flight = time.time() + timeout, set(), 0
     while time.time() < deadline:
         records = instance.get_run_records(dg.RunsFilter(
             job_name="reconcile_warehouse", created_after=datetime.fromtimestamp(after, UTC),
             statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), order_by="create_timestamp",
-            ascending=True, limit=1)
+            ascending=True)
         for record in records:
-            for entry in instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-                evaluation = entry.dagster_event.event_specific_data
-                return {"run_id": record.dagster_run.run_id, "passed": evaluation.passed,
-                        "description": evaluation.description,
-                        "loads_checked": evaluation.metadata["loads_checked"].value,
-                        "runs_checked": evaluation.metadata["runs_checked"].value}
-            return {"run_id": record.dagster_run.run_id, "passed": False, "description": "the run left no check result"}
+            run_id = record.dagster_run.run_id
+            if run_id in seen:
+                continue
+            seen.add(run_id)
+            entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            if not entries:
+                return {"run_id": run_id, "passed": False, "description": "the run left no check result"}
+            evaluation = entries[0].dagster_event.event_specific_data
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN:
+                in_flight += 1  # only differences on their way: wait for the next pass
+                continue
+            return {"run_id": run_id, "passed": evaluation.passed, "description": evaluation.description,
+                    "loads_checked": evaluation.metadata["loads_checked"].value,
+                    "runs_checked": evaluation.metadata["runs_checked"].value,
+                    "passes_in_flight_before": in_flight}
         time.sleep(5)
-    say(f"no reconciliation ran within {timeout:.0f} s of every event being queryable")
-    return {"passed": False, "description": f"no reconciliation ran within {timeout:.0f} s"}
+    say(f"the lanes' reconciliation did not settle within {timeout:.0f} s of every event being queryable")
+    return {"passed": False, "description": f"not settled within {timeout:.0f} s ({in_flight} passes in flight)"}
 
 
 def full_audit(settings) -> dict:
     """The audit a person runs (``audit_warehouse``'s comparison), in process, after the soak: every
     manifest against the facts themselves."""
     from evcharging.resources.from_settings import warehouse_resource
-    from evcharging.warehouse.load import load_log
+    from evcharging.warehouse.load import load_log, unsessionized_commits
     from evcharging.warehouse.reconcile import latest_manifests, reconcile, warehouse_stage
 
     started = time.perf_counter()
     manifests = asyncio.run(latest_manifests(settings.kafka_bootstrap_servers, settings.kafka_manifests_topic))
     with warehouse_resource(settings).connect() as wh:
         db = settings.clickhouse_database
-        result = reconcile(manifests, warehouse_stage(wh, db), load_log(wh, db), settings.kafka_events_topic)
+        result = reconcile(manifests, warehouse_stage(wh, db), load_log(wh, db), settings.kafka_events_topic,
+                           unsessionized_loads=len(unsessionized_commits(wh, db)))
         rows, distinct = wh.query_rows(f"SELECT count(), uniqExact(event_id) FROM {db}.fact_charging_events")[0]
     return {"passed": result.passed, "differences": [str(d) for d in result.differences[:5]],
             "runs": len(manifests), "loads": result.loads, "rows_without_final": int(rows),

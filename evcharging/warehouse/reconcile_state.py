@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from evcharging.warehouse.load import load_log
+from evcharging.warehouse.load import load_log, unsessionized_commits
 from evcharging.warehouse.reconcile import Difference, Reconciliation, recorded_stage, reconcile
 from evcharging.warehouse.schema import qualified, sql_str
 
@@ -49,7 +49,8 @@ def reconcile_since_last(wh, database: str, manifests: dict, events_topic: str) 
     loads = load_log(wh, database, f"loaded_at > toDateTime64('{state.through}', 3, 'UTC')")
     runs = (set(manifests) - state.exact_runs) | (_touched_runs(wh, database, state.through) if loads else set())
     compared = {run: m for run, m in manifests.items() if run in runs}
-    result = reconcile(compared, recorded_stage(wh, database, runs), loads, events_topic, earlier=state.ranges)
+    result = reconcile(compared, recorded_stage(wh, database, runs), loads, events_topic, earlier=state.ranges,
+                       unsessionized_loads=len(unsessionized_commits(wh, database)))
     carried = [Difference(**d) for d in state.load_differences]
     new_load_differences = [d for d in result.differences if d.subject.startswith("load ")]
     result.differences = carried + result.differences

@@ -1,6 +1,7 @@
 """Reconciliation from recorded counts catches a missing and a doubled event in the warehouse, a
 Kafka record no batch accounts for, a load that lost events and offsets published twice; it tells
-a run still on its way (main has not contiguously reached its last Kafka offsets) from a loss."""
+a run still on its way (main has not contiguously reached its last Kafka offsets, or its sessions
+wait for the sessions lane) from a loss."""
 
 from __future__ import annotations
 
@@ -81,6 +82,20 @@ def test_a_deficit_is_in_flight_until_main_passes_the_runs_offsets_contiguously(
     assert _reconcile(warehouse=short, loads=gap).unpublished == {f"{TOPIC}:0": [[2, 4]]}
     lost = _reconcile(warehouse=short)  # main has every offset of the run, the warehouse does not
     assert not lost.only_in_flight and lost.runs[0]["status"] == "MISMATCH"
+
+
+def test_a_sessions_deficit_is_in_flight_while_loads_wait_for_the_sessions_lane():
+    """Main reached the run's offsets and every event is in, but the last loads' sessions are not
+    summarised yet: on its way, not lost; once the lane caught up, the same deficit is a loss."""
+    behind = _exact(sessions_completed=1, session_rows=1)
+    waiting = reconcile({"r1": _manifest()}, {"r1": behind}, [_load()], TOPIC, unsessionized_loads=2)
+    assert not waiting.passed and waiting.only_in_flight and waiting.runs[0]["status"] == "in flight"
+    assert "the sessions of 2 loads are not summarised yet" in str(waiting.differences[0])
+    lost = reconcile({"r1": _manifest()}, {"r1": behind}, [_load()], TOPIC, unsessionized_loads=0)
+    assert not lost.only_in_flight and lost.runs[0]["status"] == "MISMATCH"
+    short = _exact(rows={**COUNTS, "charging_progress": 5}, distinct={**COUNTS, "charging_progress": 5})
+    events_lost = reconcile({"r1": _manifest()}, {"r1": short}, [_load()], TOPIC, unsessionized_loads=2)
+    assert not events_lost.only_in_flight  # the sessions lane being behind excuses no missing event
 
 
 def test_a_kafka_record_no_batch_accounts_for_fails():

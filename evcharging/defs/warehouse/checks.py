@@ -19,7 +19,7 @@ import dagster as dg
 from evcharging.defs.warehouse.assets import FACT_EVENTS, FACT_SESSIONS
 from evcharging.resources.kafka import KafkaResource
 from evcharging.resources.warehouse import WarehouseResource
-from evcharging.warehouse.load import last_loaded_commit, load_log
+from evcharging.warehouse.load import last_loaded_commit, load_log, unsessionized_commits
 from evcharging.warehouse.reconcile import latest_manifests, reconcile, warehouse_stage
 from evcharging.warehouse.reconcile_state import reconcile_since_last
 from evcharging.warehouse.schema import ensure_tables
@@ -31,7 +31,8 @@ def _reconciliation(context, kafka: KafkaResource, warehouse: WarehouseResource,
         ensure_tables(wh, warehouse.database)
         if full:
             loads = load_log(wh, warehouse.database)
-            result = reconcile(manifests, warehouse_stage(wh, warehouse.database), loads, kafka.events_topic)
+            result = reconcile(manifests, warehouse_stage(wh, warehouse.database), loads, kafka.events_topic,
+                               unsessionized_loads=len(unsessionized_commits(wh, warehouse.database)))
         else:
             result = reconcile_since_last(wh, warehouse.database, manifests, kafka.events_topic)
         newest = last_loaded_commit(wh, warehouse.database)
