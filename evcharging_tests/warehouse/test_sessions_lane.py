@@ -54,3 +54,34 @@ def test_a_backlog_is_summarised_in_passes_of_bounded_size(lake, warehouse, spar
         sessions = wh.query_rows(f"SELECT session_id, event_count FROM {qualified(DB, 'fact_charging_sessions')} "
                                  "ORDER BY session_id")  # no FINAL: a session written twice would show
     assert sessions == [("bp-a", 6), ("bp-b", 3)]
+
+
+def _open_sessions(wh, sessions: int, events_each: int) -> None:
+    table = qualified(DB, "session_events_open")
+    for part in range(4):  # four inserts: four parts, as four loads would leave
+        wh.command(f"INSERT INTO {table} (session_id, event_id, event_time) "
+                   f"SELECT concat('cs-', toString(number % {sessions})), concat('{part}-', toString(number)), "
+                   f"toDateTime64('2026-01-05 08:00:00', 3, 'UTC') + number "
+                   f"FROM numbers({sessions * events_each // 4})")
+
+
+def test_closed_sessions_leave_the_disk_once_they_outnumber_the_open_ones(warehouse, monkeypatch):
+    """A DELETE only masks rows; once masked rows outnumber the live ones, the pass rewrites the
+    open-sessions table with the live rows only, so it never grows with history."""
+    import pyarrow as pa
+
+    import evcharging.warehouse.load as load_module
+    from evcharging.warehouse.schema import ensure_tables
+
+    monkeypatch.setattr(load_module, "COMPACT_OPEN_SESSIONS_MIN_ROWS", 1_000)
+    on_disk = (f"SELECT sum(rows) FROM system.parts WHERE database = '{DB}' AND table = 'session_events_open' "
+               "AND active")
+    with warehouse.connect() as wh:
+        ensure_tables(wh, DB)
+        _open_sessions(wh, sessions=10, events_each=400)  # 4,000 rows
+        assert load_module.close_sessions(wh, DB, pa.array(["cs-0", "cs-1"])) is None  # 3,200 live of 4,000
+        assert wh.query_rows(on_disk)[0][0] == 4_000
+        closing = pa.array([f"cs-{i}" for i in range(2, 9)])
+        assert load_module.close_sessions(wh, DB, closing) == (4_000, 400)  # only cs-9 is open
+        assert wh.query_rows(on_disk)[0][0] == 400
+        assert wh.query_rows(f"SELECT DISTINCT session_id FROM {qualified(DB, 'session_events_open')}") == [("cs-9",)]
