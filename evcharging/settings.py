@@ -85,8 +85,7 @@ class Settings(BaseSettings):
     lakefs_repository: str = "evcharging"
     lakefs_default_branch: str = "main"
     lakefs_memory_mb: int = Field(
-        128, description="The local stack's lakeFS: its in-memory SSTable block cache (lakeFS's default is "
-                         "400 MB) and, with 320 MiB more, the Go heap's soft limit (GOMEMLIMIT).")
+        64, description="The local stack's lakeFS: its in-memory SSTable block cache (lakeFS's default is 400 MB).")
 
     # --- PostgreSQL (FerretDB's backend in the local stack) --------------------------------------
     postgres_port: int = 54329
