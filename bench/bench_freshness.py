@@ -39,16 +39,17 @@ simulator run's events (``run_id``), never at the history.
 
 The soak (issue 19): two hours at ≥ 3,000 events/s, the simulated morning fast-forwarded so that
 the run starts at a steady rate; its window starts once that burst is queryable. ``--soak`` adds
-the first and last 15 minutes' freshness and run durations, the RSS of every long-lived process
-and the event tables' active parts (``soak_probe``), disk per million events, runs per hour, and the reconciliation at the end (the
-lanes' own, then the full audit in process):
+the first and last 15 minutes' freshness and run durations, the RSS and CPU of every long-lived
+process and the event tables' active parts (``soak_probe``), disk per million events, runs per
+hour, and the reconciliation at the end (the lanes' own once they caught up, then the full audit
+in process):
 
     python bench/bench_freshness.py --soak --vehicles 35000 --speed 4 --progress-interval 3.2 \
         --start 2026-01-05T06:00:00+00:00 --fast-forward 2 --minutes 126
 
 Needs the local stack (`evcharging stack up`). Writes bench/results/freshness.json (aged:
-freshness-aged.json; soak: freshness-soak.json). Targets (issue 19): p50 ≤ 30 s and p95 ≤ 60 s at a steady 10,000 events/s
-for 10 minutes, no run queue above 2, drain ≤ 60 s.
+freshness-aged.json; soak: freshness-soak.json). Targets (issue 19): p50 ≤ 30 s and p95 ≤ 60 s at
+a steady 10,000 events/s for 10 minutes, no run queue above 2, drain ≤ 60 s.
 """
 
 from __future__ import annotations

@@ -44,13 +44,18 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent, …), None once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """User + system CPU time a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
-    except (OSError, IndexError, ValueError):
-        return None
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS if fields else None
 
 
 def _machine_busy_seconds() -> float:
@@ -60,22 +65,40 @@ def _machine_busy_seconds() -> float:
 
 
 def _parent(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return None
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None
 
 
-class RssSampler(threading.Thread):
+class _Periodic(threading.Thread):
+    """A daemon thread that calls ``sample()`` every ``every`` seconds until ``stop()``."""
+
+    def __init__(self, every: float):
+        super().__init__(daemon=True)
+        self.every = every
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.every)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+class RssSampler(_Periodic):
     """Every ``every`` seconds, the RSS of each process whose role ``ROLES`` names, plus the JVM under
     the stream driver (``stream driver JVM``); keyed by role and pid."""
 
     def __init__(self, stream_pid: int, every: float = 30.0):
-        super().__init__(daemon=True)
-        self.stream_pid, self.every = stream_pid, every
+        super().__init__(every)
+        self.stream_pid = stream_pid
         self.samples: list[tuple[float, str, int, float]] = []  # (time, role, pid, MB)
         self.cpu: list[tuple[float, str, int, float]] = []  # (time, role or "machine", pid, CPU seconds so far)
-        self._halt = threading.Event()
 
     def sample(self) -> None:
         now = time.time()
@@ -93,15 +116,6 @@ class RssSampler(threading.Thread):
                 self.samples.append((now, role, pid, rss))
                 self.cpu.append((now, role, pid, _cpu_seconds(pid) or 0.0))
 
-    def run(self) -> None:
-        while not self._halt.is_set():
-            self.sample()
-            self._halt.wait(self.every)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
-
     def trends(self, first: tuple[float, float], last: tuple[float, float]) -> dict[str, dict]:
         """Per role (a process alive in both windows), mean RSS in the ``first`` and ``last`` windows
         (start, end) and their ratio; the maximum over the whole run."""
@@ -117,7 +131,6 @@ class RssSampler(threading.Thread):
             out[name] = {"pid": pid, "first_mb": round(float(np.mean(a)), 1), "last_mb": round(float(np.mean(b)), 1),
                          "ratio": round(float(np.mean(b) / np.mean(a)), 3), "max_mb": round(max(mb for _, mb in mine), 1)}
         return out
-
 
     def cpu_trends(self, first: tuple[float, float], last: tuple[float, float]) -> dict[str, dict]:
         """Cores each long-lived process kept busy in the ``first`` and ``last`` windows, and the whole
@@ -160,26 +173,19 @@ def active_parts(table_dir: Path) -> tuple[int, int]:
     return len(parts) - covered, merging
 
 
-class PartsSampler(threading.Thread):
+class PartsSampler(_Periodic):
     """Every ``every`` seconds, the active parts and merges in flight of each table in ``tables``
     (name → its folder under chDB's data directory)."""
 
     def __init__(self, tables: dict[str, Path], every: float = 30.0):
-        super().__init__(daemon=True)
-        self.tables, self.every = tables, every
+        super().__init__(every)
+        self.tables = tables
         self.samples: list[tuple[float, str, int, int]] = []  # (time, table, active parts, merges)
-        self._halt = threading.Event()
 
-    def run(self) -> None:
-        while not self._halt.is_set():
-            now = time.time()
-            for name, folder in self.tables.items():
-                self.samples.append((now, name, *active_parts(folder)))
-            self._halt.wait(self.every)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
+    def sample(self) -> None:
+        now = time.time()
+        for name, folder in self.tables.items():
+            self.samples.append((now, name, *active_parts(folder)))
 
     def trends(self, first: tuple[float, float], last: tuple[float, float]) -> dict[str, dict]:
         """Per table: mean active parts in the ``first`` and ``last`` windows, the most seen, and the

@@ -94,14 +94,12 @@ class WarehouseConnection:
         else:
             self._server.close()
 
-    def finish_merges(self, seconds: float) -> float:
-        """chDB: wait until no merge is under way, for at most ``seconds`` (see the module docstring);
-        return how long it waited."""
+    def finish_merges(self, seconds: float) -> None:
+        """chDB: wait until no merge is under way, for at most ``seconds`` (see the module docstring)."""
         started = time.monotonic()
         while (self._chdb is not None and time.monotonic() - started < seconds
                and int(self._chdb.query("SELECT count() FROM system.merges", "CSV").bytes() or b"0")):
             time.sleep(0.1)
-        return time.monotonic() - started
 
 
 def _without_dictionaries(table):
