@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "EVCHARGING_"
@@ -59,8 +59,16 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(Path.home() / ".cache" / "evcharging", description="Built binaries and jars, keyed by version.")
 
     # --- Kafka -----------------------------------------------------------------------------------
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_controller_port: int = 9093
+    kafka_bootstrap_servers: str = Field(
+        "", description="Kafka's brokers, comma-separated; unset = the local stack's: 127.0.0.1:9092 (single mode) or "
+                        "three brokers on 127.0.0.1:9092,9094,9096 (cluster mode). The local stack starts one broker "
+                        "per address.")
+    kafka_controller_port: int = Field(
+        9093, description="The first local broker's KRaft controller port; broker i (from 0) takes this + 2·i.")
+    kafka_replication_factor: int | None = Field(
+        None, ge=1, description="Replicas of each topic the project creates; unset = 3 with three or more brokers in "
+                                "EVCHARGING_KAFKA_BOOTSTRAP_SERVERS, else 1. min.insync.replicas is one less (at "
+                                "least 1): with acks=all a write survives a broker's loss, and one broker may be down.")
     kafka_events_topic: str = "ev-charging-events"
     kafka_events_partitions: int = 4
     kafka_manifests_topic: str = "ev-run-manifests"
@@ -106,8 +114,9 @@ class Settings(BaseSettings):
 
     # --- Spark -------------------------------------------------------------------------------------
     stack_mode: Literal["single", "cluster"] = Field(
-        "single", description="single: Spark runs local[2] in each driver; cluster: the local stack also runs a Spark "
-                              "standalone master and workers, and Spark sessions are submitted to it.")
+        "single", description="single: Spark runs local[2] in each driver and Kafka is one broker; cluster: the local "
+                              "stack also runs a Spark standalone master and workers, Spark sessions are submitted to "
+                              "it, and Kafka is three brokers (topics replicated 3 times, min.insync.replicas 2).")
     spark_master: str | None = Field(
         None, description="Spark master URL; unset = local[2] (single) or the local stack's master (cluster).")
     spark_driver_memory: str = "2g"
@@ -137,6 +146,14 @@ class Settings(BaseSettings):
             raise ValueError("letters, digits and underscores only: with a dash, another stream's ingest "
                              "branches and tags would look like this one's")
         return name
+
+    @model_validator(mode="after")
+    def _local_kafka_brokers(self) -> "Settings":
+        """Unset brokers mean the local stack's: one in single mode, three in cluster mode."""
+        if not self.kafka_bootstrap_servers.strip():
+            ports = (9092,) if self.stack_mode == "single" else (9092, 9094, 9096)
+            self.kafka_bootstrap_servers = ",".join(f"127.0.0.1:{port}" for port in ports)
+        return self
 
     stream_trigger_seconds: int = 10
     stream_max_offsets_per_trigger: int = 200_000
@@ -190,6 +207,16 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    @property
+    def kafka_brokers(self) -> list[str]:
+        """The ``host:port`` of each broker in EVCHARGING_KAFKA_BOOTSTRAP_SERVERS."""
+        return [b.strip() for b in self.kafka_bootstrap_servers.split(",") if b.strip()]
+
+    @property
+    def kafka_replicas(self) -> int:
+        """Replicas of each topic the project creates (EVCHARGING_KAFKA_REPLICATION_FACTOR or implied)."""
+        return self.kafka_replication_factor or (3 if len(self.kafka_brokers) >= 3 else 1)
 
     @property
     def spark_master_url(self) -> str:

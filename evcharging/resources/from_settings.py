@@ -38,7 +38,8 @@ def lakefs_resource(s: Settings, secrets_as_env: bool = False) -> LakeFSResource
 def kafka_resource(s: Settings) -> KafkaResource:
     return KafkaResource(bootstrap_servers=s.kafka_bootstrap_servers, events_topic=s.kafka_events_topic,
                          manifests_topic=s.kafka_manifests_topic, events_partitions=s.kafka_events_partitions,
-                         events_retention_hours=s.kafka_events_retention_hours)
+                         events_retention_hours=s.kafka_events_retention_hours,
+                         replication_factor=s.kafka_replicas)
 
 
 def minio_s3_client(s: Settings):

@@ -21,10 +21,31 @@ async def list_topics(bootstrap_servers: str, request_timeout_ms: int = 5000) ->
         await admin.close()
 
 
+async def cluster_brokers(bootstrap_servers: str, request_timeout_ms: int = 5000) -> list[int]:
+    """The ids of the brokers in the cluster's metadata, as the given broker(s) report it: a broker
+    that went away drops out once the controllers fence it (``broker.session.timeout.ms``, 9 s)."""
+    import logging
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # as in list_topics: a booting broker refuses
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=request_timeout_ms)
+    await admin.start()
+    try:
+        return sorted(b["node_id"] for b in (await admin.describe_cluster())["brokers"])
+    finally:
+        await admin.close()
+
+
 async def create_topics(bootstrap_servers: str, partitions_by_topic: dict[str, int],
-                        configs_by_topic: dict[str, dict[str, str]] | None = None) -> list[str]:
-    """Create the topics that do not exist yet (replication 1: one broker locally) with their configs,
-    and set those configs on the ones that exist; returns the topics created."""
+                        configs_by_topic: dict[str, dict[str, str]] | None = None,
+                        replication_factor: int = 1) -> list[str]:
+    """Create the topics that do not exist yet with ``replication_factor`` replicas and their configs,
+    and set those configs on the ones that exist; returns the topics created.
+
+    An existing topic keeps its replica count: changing it is a partition reassignment, an operator's
+    decision, not something a start-up does behind their back.
+    """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -33,7 +54,8 @@ async def create_topics(bootstrap_servers: str, partitions_by_topic: dict[str, i
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=configs_by_topic.get(name, {}))
+        new = [NewTopic(name, num_partitions=n, replication_factor=replication_factor,
+                        topic_configs=configs_by_topic.get(name, {}))
                for name, n in partitions_by_topic.items() if name not in existing]
         if new:
             await admin.create_topics(new)
@@ -46,6 +68,20 @@ async def create_topics(bootstrap_servers: str, partitions_by_topic: dict[str, i
         await admin.close()
 
 
+async def topic_replicas(bootstrap_servers: str, topics: list[str]) -> dict[str, list[list[int]]]:
+    """Each topic's partitions' replica lists (broker ids), partition by partition."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+        return {d["topic"]: [p["replicas"] for p in sorted(d["partitions"], key=lambda p: p["partition"])]
+                for d in described}
+    finally:
+        await admin.close()
+
+
 class KafkaResource(dg.ConfigurableResource):
     """A Kafka cluster and the project's topics on it."""
 
@@ -54,17 +90,23 @@ class KafkaResource(dg.ConfigurableResource):
     manifests_topic: str = "ev-run-manifests"
     events_partitions: int = 4
     events_retention_hours: int = 168
+    replication_factor: int = 1
 
     def topic_configs(self) -> dict[str, dict[str, str]]:
         """Retention set explicitly rather than left to the broker's default: events are deleted after
         ``events_retention_hours`` (nothing downstream re-reads them: reconciliation works from recorded
-        counts); manifests are compacted, so each run's newest manifest is kept for good."""
+        counts); manifests are compacted, so each run's newest manifest is kept for good.
+
+        With replicas, ``min.insync.replicas`` is one less: the producers write with acks=all, so an
+        acknowledged event is on at least two brokers, and the topic still takes writes with one down.
+        """
+        durability = {"min.insync.replicas": str(max(1, self.replication_factor - 1))}
         return {self.events_topic: {"cleanup.policy": "delete",
-                                    "retention.ms": str(self.events_retention_hours * 3_600_000)},
-                self.manifests_topic: {"cleanup.policy": "compact"}}
+                                    "retention.ms": str(self.events_retention_hours * 3_600_000), **durability},
+                self.manifests_topic: {"cleanup.policy": "compact", **durability}}
 
     async def ensure_topics(self) -> list[str]:
         """Create the project's topics if missing and set their retention; returns the ones created."""
         return await create_topics(self.bootstrap_servers,
                                    {self.events_topic: self.events_partitions, self.manifests_topic: 1},
-                                   self.topic_configs())
+                                   self.topic_configs(), self.replication_factor)

@@ -20,11 +20,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from evcharging.resources.from_settings import kafka_resource, lakefs_resource, minio_s3_client
-from evcharging.resources.kafka import list_topics
+from evcharging.resources.kafka import cluster_brokers
 from evcharging.settings import Settings
 from evcharging.stack import builds
 from evcharging.stack.builds import Progress
-from evcharging.stack.process import ManagedProcess, StackError
+from evcharging.stack.process import ManagedProcess, StackError, port_open
 
 HOST = "127.0.0.1"
 
@@ -89,6 +89,10 @@ class Service:
 
     def healthy(self, s: Settings) -> bool:
         raise NotImplementedError
+
+    def started(self, s: Settings) -> bool:
+        """Far enough up for the next service to start (``up`` checks every one healthy at the end)."""
+        return self.healthy(s)
 
     def initialise(self, s: Settings) -> None:
         """Idempotent set-up once healthy (bucket, repository, topics …)."""
@@ -292,15 +296,36 @@ class LakeFSService(Service):
 
 
 
+@dataclass
 class KafkaService(Service):
-    """A single-node Kafka 4 broker in KRaft mode (broker and controller in one JVM)."""
+    """Kafka 4 broker ``node`` (from 0) in KRaft mode, broker and controller in one JVM.
+
+    The local stack starts one broker per address in EVCHARGING_KAFKA_BOOTSTRAP_SERVERS: one in
+    single mode ("kafka", data in ``<data_dir>/kafka``), three in cluster mode ("kafka-1" … "kafka-3",
+    data in ``<data_dir>/kafka-cluster/node-<n>``: a separate log, not the single broker's). All of a
+    cluster's nodes are controller voters, so the metadata quorum survives one of three going away.
+    """
+
+    node: int = 0
+
+    def _address(self, s: Settings) -> tuple[str, int, int]:
+        """(host, broker port, controller port) of this node."""
+        broker = s.kafka_brokers[self.node]
+        return HOST, _port(broker), s.kafka_controller_port + 2 * self.node
+
+    def _home(self, s: Settings) -> Path:
+        return s.data_dir / "kafka" if len(s.kafka_brokers) == 1 else s.data_dir / "kafka-cluster" / f"node-{self.node + 1}"
 
     def ports(self, s):
-        return {_port(s.kafka_bootstrap_servers): "EVCHARGING_KAFKA_BOOTSTRAP_SERVERS",
-                s.kafka_controller_port: "EVCHARGING_KAFKA_CONTROLLER_PORT"}
+        _, port, controller = self._address(s)
+        return {port: "EVCHARGING_KAFKA_BOOTSTRAP_SERVERS",
+                controller: "EVCHARGING_KAFKA_CONTROLLER_PORT (broker i takes it + 2·i)"}
 
     def endpoint(self, s):
-        return f"{s.kafka_bootstrap_servers} (topics {s.kafka_events_topic}, {s.kafka_manifests_topic})"
+        host, port, _ = self._address(s)
+        if len(s.kafka_brokers) == 1:
+            return f"{host}:{port} (topics {s.kafka_events_topic}, {s.kafka_manifests_topic})"
+        return f"{host}:{port} (broker {self.node + 1} of {len(s.kafka_brokers)}, topics replicated {s.kafka_replicas}×)"
 
     def install(self, s, progress):
         builds.kafka_libs(s.cache_dir, progress)
@@ -313,42 +338,91 @@ class KafkaService(Service):
         log4j = builds.NATIVE_DIR / "kafka" / "log4j2.properties"
         return [java, f"-Xmx{heap}", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
 
-    def launch(self, s, proc):
-        home = s.data_dir / "kafka"
-        home.mkdir(parents=True, exist_ok=True)
-        port, controller = _port(s.kafka_bootstrap_servers), s.kafka_controller_port
-        props = home / "server.properties"
-        props.write_text("\n".join([
-            "process.roles=broker,controller", "node.id=1",
-            f"controller.quorum.voters=1@{HOST}:{controller}",
-            f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{port}",
+    def properties(self, s: Settings) -> list[str]:
+        """server.properties of this node."""
+        host, port, controller = self._address(s)
+        nodes = len(s.kafka_brokers)
+        voters = ",".join(f"{n + 1}@{HOST}:{s.kafka_controller_port + 2 * n}" for n in range(nodes))
+        # Kafka's internal topics as replicated as the project's own (a consumer group's offsets on
+        # one broker would be lost with it); min ISR one less, as for the project's topics.
+        replicas = min(s.kafka_replicas, nodes)
+        min_isr = max(1, replicas - 1)
+        return [
+            "process.roles=broker,controller", f"node.id={self.node + 1}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={home / 'data'}",
-            "offsets.topic.replication.factor=1", "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1", "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1", "group.initial.rebalance.delay.ms=0",
+            f"log.dirs={self._home(s) / 'data'}",
+            f"default.replication.factor={replicas}", f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replicas}", f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={min_isr}", f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={min_isr}", "group.initial.rebalance.delay.ms=0",
             "num.network.threads=2", "num.io.threads=2", "num.partitions=1", "auto.create.topics.enable=false",
-        ]) + "\n")
+        ]
+
+    def _cluster_id(self, s: Settings) -> str:
+        """One id for every node of the cluster (each node's storage is formatted with it)."""
+        path = self._home(s).parent / "cluster.id" if len(s.kafka_brokers) > 1 else self._home(s) / "cluster.id"
+        if path.exists():
+            return path.read_text().strip()
+        # The tool may print a log4j line before the id: the id is the last line.
+        out = subprocess.run(self._java(s, "kafka.tools.StorageTool", "random-uuid"),
+                             capture_output=True, text=True, timeout=120).stdout.split()
+        cluster_id = out[-1] if out else ""
+        if not cluster_id:
+            raise StackError(self.name, "kafka-storage random-uuid printed nothing")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(cluster_id + "\n")
+        return cluster_id
+
+    def launch(self, s, proc):
+        home = self._home(s)
+        home.mkdir(parents=True, exist_ok=True)
+        props = home / "server.properties"
+        props.write_text("\n".join(self.properties(s)) + "\n")
         if not (home / "data" / "meta.properties").exists():
-            cluster_id = subprocess.run(self._java(s, "kafka.tools.StorageTool", "random-uuid"),
-                                        capture_output=True, text=True, timeout=120).stdout.strip()
-            fmt = subprocess.run(self._java(s, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
-                                            "--ignore-formatted"), capture_output=True, text=True, timeout=120)
+            fmt = subprocess.run(self._java(s, "kafka.tools.StorageTool", "format", "-t", self._cluster_id(s), "-c",
+                                            str(props), "--ignore-formatted"), capture_output=True, text=True, timeout=120)
             if fmt.returncode != 0:
                 proc.log_file.parent.mkdir(parents=True, exist_ok=True)
                 proc.log_file.write_text(fmt.stdout + fmt.stderr)
                 raise StackError(self.name, "formatting the KRaft storage failed", proc.log_file)
-        proc.start(self._java(s, "kafka.Kafka", str(props), heap="1g"), cwd=home)
+        heap = "1g" if len(s.kafka_brokers) == 1 else "512m"
+        proc.start(self._java(s, "kafka.Kafka", str(props), heap=heap), cwd=home)
 
     def healthy(self, s):
-        return asyncio.run(asyncio.wait_for(list_topics(s.kafka_bootstrap_servers, 3000), 10)) is not None
+        """This broker answers and the cluster's metadata lists it (a fenced broker drops out)."""
+        host, port, _ = self._address(s)
+        brokers = asyncio.run(asyncio.wait_for(cluster_brokers(f"{host}:{port}", 3000), 10))
+        return self.node + 1 in brokers
+
+    def started(self, s):
+        # A controller quorum of three elects a leader only once two voters run, and a broker
+        # answers only then: the first nodes are "started" once their controller listens; the
+        # last once every broker is in the cluster's metadata (then the topics can be replicated).
+        if self.node < len(s.kafka_brokers) - 1:
+            return port_open(HOST, self._address(s)[2])
+        host, port, _ = self._address(s)
+        brokers = asyncio.run(asyncio.wait_for(cluster_brokers(f"{host}:{port}", 3000), 10))
+        return set(brokers) >= set(range(1, len(s.kafka_brokers) + 1))
 
     def initialise(self, s):
-        asyncio.run(kafka_resource(s).ensure_topics())
+        if self.node == len(s.kafka_brokers) - 1:  # the last node up: the whole cluster is there
+            asyncio.run(kafka_resource(s).ensure_topics())
 
 
+def kafka_services(s: Settings, started: bool = False) -> list[Service]:
+    """One broker per address in EVCHARGING_KAFKA_BOOTSTRAP_SERVERS (``started``: also the nodes of
+    the other mode whose pid files remain, so that ``down`` stops them)."""
+    nodes = len(s.kafka_brokers)
+    names = ["kafka"] if nodes == 1 else [f"kafka-{n + 1}" for n in range(nodes)]
+    found = [KafkaService(name, start_timeout=120, node=n) for n, name in enumerate(names)]
+    if started:
+        found += [KafkaService(p.stem, start_timeout=120) for p in sorted(s.run_dir.glob("kafka*.pid"))
+                  if p.stem not in names]
+    return found
 
 
 SERVICES: list[Service] = [
@@ -356,5 +430,4 @@ SERVICES: list[Service] = [
     FerretDBService("ferretdb", start_timeout=60),
     MinioService("minio", start_timeout=90),
     LakeFSService("lakefs", start_timeout=90),
-    KafkaService("kafka", start_timeout=120),
 ]

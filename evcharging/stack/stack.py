@@ -10,7 +10,7 @@ from evcharging.stack import builds
 from evcharging.stack.builds import Progress
 from evcharging.stack.process import ManagedProcess, StackError, port_open, wait_for
 from evcharging.stack import spark_cluster
-from evcharging.stack.services import HOST, SERVICES, Service
+from evcharging.stack.services import HOST, SERVICES, Service, kafka_services
 
 
 @dataclass
@@ -26,15 +26,17 @@ class ServiceStatus:
 
 
 def services(settings: Settings, started: bool = False) -> list[Service]:
-    """The stack's services in start order: the Spark master and workers too in cluster mode (and,
-    with ``started``, whatever of them still has a pid file, whatever the mode: ``down`` stops it)."""
+    """The stack's services in start order: Kafka's brokers (one, or three in cluster mode), and the
+    Spark master and workers in cluster mode (with ``started``, also whatever of either still has a
+    pid file, whatever the mode: ``down`` stops it)."""
+    found = SERVICES + kafka_services(settings, started)
     if settings.stack_mode == "cluster" or (started and any(settings.run_dir.glob("spark-*.pid"))):
-        return SERVICES + spark_cluster.cluster_services(settings, started)
-    return list(SERVICES)
+        return found + spark_cluster.cluster_services(settings, started)
+    return found
 
 
 def service(settings: Settings, name: str) -> Service:
-    for svc in SERVICES + spark_cluster.cluster_services(settings, started=True):
+    for svc in services(settings, started=True) + spark_cluster.cluster_services(settings, started=True):
         if svc.name == name:
             return svc
     raise StackError(name, f"no such service; the stack has {', '.join(s.name for s in services(settings))}")
@@ -56,7 +58,7 @@ def _start(svc: Service, s: Settings, progress: Progress) -> ManagedProcess | No
     """Start one service unless it already runs healthy; returns the process if we started it."""
     proc = svc.process(s)
     if proc.running():
-        if wait_for(lambda: svc.healthy(s), timeout=svc.start_timeout):
+        if wait_for(lambda: svc.started(s), timeout=svc.start_timeout):
             progress(f"{svc.name}: already running (pid {proc.pid()})")
             return None
         raise StackError(svc.name, f"runs (pid {proc.pid()}) but is not healthy; try `evcharging stack down`",
@@ -68,7 +70,7 @@ def _start(svc: Service, s: Settings, progress: Progress) -> ManagedProcess | No
     progress(f"{svc.name}: starting")
     svc.launch(s, proc)
     started = time.monotonic()
-    if not wait_for(lambda: not proc.running() or svc.healthy(s), timeout=svc.start_timeout):
+    if not wait_for(lambda: not proc.running() or svc.started(s), timeout=svc.start_timeout):
         proc.stop()
         raise StackError(svc.name, f"did not become healthy within {svc.start_timeout:.0f}s", proc.log_file)
     if not proc.running():
@@ -79,7 +81,9 @@ def _start(svc: Service, s: Settings, progress: Progress) -> ManagedProcess | No
         proc.stop()
         raise StackError(svc.name, f"started, but setting it up failed: {type(exc).__name__}: {exc}",
                          proc.log_file) from exc
-    progress(f"{svc.name}: healthy in {time.monotonic() - started:.1f}s")
+    # Kafka's first brokers are only "started" (listening) until a quorum of controllers runs.
+    state = "healthy" if type(svc).started is Service.started else "started"
+    progress(f"{svc.name}: {state} in {time.monotonic() - started:.1f}s")
     return proc
 
 
@@ -97,6 +101,10 @@ def up(settings: Settings, progress: Progress = print) -> list[ServiceStatus]:
             proc = _start(svc, settings, progress)
             if proc:
                 started.append(proc)
+        for svc in services(settings):  # a broker restarted beside running ones: back in the cluster
+            if not wait_for(lambda: svc.healthy(settings), timeout=svc.start_timeout):
+                raise StackError(svc.name, f"not healthy within {svc.start_timeout:.0f}s of starting",
+                                 svc.process(settings).log_file)
         if settings.stack_mode == "cluster":
             spark_cluster.wait_until_ready(settings)
     except BaseException:

@@ -20,7 +20,6 @@ from evcharging.settings import load_settings
 from evcharging.stack import stack
 from evcharging.stack.process import StackError, port_open
 from evcharging.resources.from_settings import lakefs_resource
-from evcharging.stack.services import SERVICES
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +63,7 @@ def test_port_taken_fails_clearly_and_stops_what_it_started(stack_settings, seco
     assert "EVCHARGING_KAFKA_BOOTSTRAP_SERVERS" in message
     assert str(settings.logs_dir / "kafka.log") in message
     # Everything started before Kafka (postgres, ferretdb, minio, lakefs) was stopped again.
-    assert [svc.name for svc in SERVICES if svc.process(settings).running()] == []
+    assert [svc.name for svc in stack.services(settings) if svc.process(settings).running()] == []
     for port in (55329, 27117, 19000, 18000):
         assert not port_open("127.0.0.1", port), port
 
@@ -74,20 +73,20 @@ def test_up_is_idempotent_and_down_leaves_nothing_running(stack_settings, second
     try:
         rows = stack.up(settings, progress=lambda msg: None)
         assert all(r.ok for r in rows), rows
-        pids = {svc.name: svc.process(settings).pid() for svc in SERVICES}
+        pids = {svc.name: svc.process(settings).pid() for svc in stack.services(settings)}
         assert all(pids.values()), pids
         # A second `up` starts nothing new and keeps the same processes.
         stack.up(settings, progress=lambda msg: None)
-        assert {svc.name: svc.process(settings).pid() for svc in SERVICES} == pids
+        assert {svc.name: svc.process(settings).pid() for svc in stack.services(settings)} == pids
         # The second stack's lakeFS has its own repository, reachable with the same code.
         assert lakefs_resource(settings).repo().properties.id == settings.lakefs_repository
     finally:
         stopped = stack.down(settings, progress=lambda msg: None)
-    assert sorted(stopped) == sorted(svc.name for svc in SERVICES)
+    assert sorted(stopped) == sorted(pids)
     assert [name for name, pid in pids.items() if _alive(pid)] == []
-    assert [svc.name for svc in SERVICES if svc.process(settings).running()] == []
+    assert [svc.name for svc in stack.services(settings) if svc.process(settings).running()] == []
     # The session's own stack was not touched.
-    assert all(r.ok for r in stack.status(stack_settings) if r.name in {s.name for s in SERVICES})
+    assert all(r.ok for r in stack.status(stack_settings) if r.name in pids)
 
 
 def test_missing_secret_names_the_variable(tmp_path, monkeypatch):

@@ -119,14 +119,14 @@ def test_master_and_worker_health_from_the_masters_json(tmp_path, master_json):
 
 def test_the_cluster_is_part_of_the_stack_only_in_cluster_mode(tmp_path):
     single, cluster = _settings(tmp_path), _settings(tmp_path, stack_mode="cluster", spark_workers=2)
-    assert stack.services(single) == SERVICES
-    assert [s.name for s in stack.services(cluster)][len(SERVICES):] == ["spark-master", "spark-worker-0",
-                                                                           "spark-worker-1"]
+    assert [s.name for s in stack.services(single)] == [s.name for s in SERVICES] + ["kafka"]
+    assert [s.name for s in stack.services(cluster)][len(SERVICES):] == [
+        "kafka-1", "kafka-2", "kafka-3", "spark-master", "spark-worker-0", "spark-worker-1"]
     # `down` also stops what an earlier cluster-mode `up` with more workers left, whatever the mode now.
     single.run_dir.mkdir(parents=True)
     (single.run_dir / "spark-worker-3.pid").write_text("1 1\n")
     assert [s.name for s in stack.services(single, started=True)][len(SERVICES):] == [
-        "spark-master", "spark-worker-0", "spark-worker-1", "spark-worker-3"]
+        "kafka", "spark-master", "spark-worker-0", "spark-worker-1", "spark-worker-3"]
     assert stack.service(single, "spark-worker-3").index == 3
     with pytest.raises(spark_cluster.StackError, match="no such service"):
         stack.service(single, "spark-worker-x")
