@@ -1,15 +1,19 @@
-"""ClickHouse, the warehouse: embedded chDB on a local path, or a server through clickhouse-connect.
+"""ClickHouse, the warehouse: one client, clickhouse-connect, on a server or on embedded chDB.
 
-The same SQL runs on both. chDB holds an exclusive lock on its directory for as long as a session
-is open, so every use goes through ``with warehouse.connect() as wh:`` and closes it at the end of
-the step; Dagster serialises the steps that open it with the ``warehouse`` pool (limit 1). Another
-process (`evcharging sql`, a step of another run) may hold it for a moment: opening waits for the
-lock — saying so once — rather than fail, for up to ``lock_wait_seconds``.
+``clickhouse_url`` set → that server over HTTP; unset → chDB at ``chdb_path``, through the chDB
+backend that chdb registers with clickhouse-connect (``get_client(dsn="chdb:///path")``). The same
+client methods and the same SQL serve both, so there is one code path; what differs is below.
+
+chDB holds an exclusive lock on its directory for as long as a client is open, so every use goes
+through ``with warehouse.connect() as wh:`` and closes it at the end of the step; Dagster serialises
+the steps that open it with the ``warehouse`` pool (limit 1). Another process (`evcharging sql`, a
+step of another run) may hold it for a moment: opening waits for the lock — saying so once — rather
+than fail, for up to ``lock_wait_seconds``.
 
 chDB merges a table's parts only inside the process that has it open, and a step holds it for a
-second or two: a merge still under way when the session closes is cancelled and starts over in the
+second or two: a merge still under way when the client closes is cancelled and starts over in the
 next process, so parts pile up and every step pays for merges that never finish. Closing a chDB
-session therefore first lets the merges under way finish, for up to ``merge_wait_seconds``, and the
+client therefore first lets the merges under way finish, for up to ``merge_wait_seconds``, and the
 event tables cap the size of one merge (``schema.CHDB_MAX_MERGE_BYTES``) so that a merge fits in
 that wait. A ClickHouse server merges in its own background and needs neither.
 """
@@ -26,79 +30,52 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import Field
 
+# Arrow results with plain value types from either backend (Spark's createDataFrame wants them).
+_ARROW_SETTINGS = {"output_format_arrow_low_cardinality_as_dictionary": 0}
+
 
 class WarehouseConnection:
-    """One open connection; ``query_df`` / ``query_arrow`` / ``command`` / ``insert_select`` /
+    """One open clickhouse-connect client; ``query_df`` / ``query_arrow`` / ``command`` /
     ``insert_arrow`` on either backend."""
 
-    def __init__(self, chdb_session=None, server_client=None, lakefs_endpoint: str | None = None,
-                 merge_wait_seconds: float = 0.0):
-        self._chdb, self._server = chdb_session, server_client
+    def __init__(self, client, backend: str, lakefs_endpoint: str | None = None, merge_wait_seconds: float = 0.0):
+        self.client, self.backend = client, backend  # backend: "chdb" or "clickhouse-server"
         self.lakefs_endpoint = lakefs_endpoint  # lakeFS as this backend reaches it; None = the lakeFS resource's
         self.merge_wait_seconds = merge_wait_seconds
 
-    @property
-    def backend(self) -> str:
-        return "chdb" if self._chdb is not None else "clickhouse-server"
-
     def command(self, sql: str) -> None:
         """Run a statement that returns nothing (DDL, INSERT … SELECT)."""
-        if self._chdb is not None:
-            self._chdb.query(sql)
-        else:
-            self._server.command(sql)
+        self.client.command(sql)
 
     def query_df(self, sql: str):
         """Run a query, return a pandas DataFrame."""
-        if self._chdb is not None:
-            return self._chdb.query(sql, "DataFrame")
-        return self._server.query_df(sql)
+        return self.client.query_df(sql)
 
     def query_rows(self, sql: str) -> list[tuple]:
-        return list(self.query_df(sql).itertuples(index=False, name=None))
+        return self.client.query(sql).result_rows
 
     def query_arrow(self, sql: str):
         """Run a query, return a pyarrow Table with the same types from either backend: String as
         ``string``, LowCardinality as its plain value type, Nullable as a nullable field,
         DateTime64(3, 'UTC') as ``timestamp[ms, tz=UTC]`` (what Spark's ``createDataFrame`` takes)."""
-        if self._chdb is not None:
-            table = self._chdb.query(sql, "ArrowTable")
-        else:
-            table = self._server.query_arrow(sql, use_strings=True,
-                                             settings={"output_format_arrow_low_cardinality_as_dictionary": 0})
-        return _without_dictionaries(table)
-
-    def insert_select(self, sql: str) -> int:
-        """Run an ``INSERT … SELECT``; return the number of rows it wrote."""
-        if self._chdb is not None:
-            return int(self._chdb.query(sql).rows_written())
-        # wait_end_of_query: the summary header (written_rows) is sent once the insert has finished.
-        summary = self._server.command(sql, transport_settings={"wait_end_of_query": "1"})
-        return int(getattr(summary, "written_rows", 0))
+        return _without_dictionaries(self.client.query_arrow(sql, use_strings=True, settings=_ARROW_SETTINGS))
 
     def insert_arrow(self, table: str, arrow_table) -> None:
         """Append a pyarrow Table whose columns match ``table``'s by name."""
-        if self._chdb is not None:
-            columns = ", ".join(f"`{c}`" for c in arrow_table.column_names)
-            # chDB's Python() table function reads the local variable named in the SQL.
-            self._chdb.query(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(arrow_table)")
-        else:
-            self._server.insert_arrow(table, arrow_table)
+        self.client.insert_arrow(table, arrow_table)
 
     def close(self) -> None:
-        if self._chdb is not None:
-            try:
+        try:
+            if self.backend == "chdb":
                 self.finish_merges(self.merge_wait_seconds)
-            finally:  # a session a failed statement left unusable is closed all the same
-                self._chdb.close()
-        else:
-            self._server.close()
+        finally:  # a client a failed statement left unusable is closed all the same
+            self.client.close()
 
     def finish_merges(self, seconds: float) -> None:
         """chDB: wait until no merge is under way, for at most ``seconds`` (see the module docstring)."""
         started = time.monotonic()
-        while (self._chdb is not None and time.monotonic() - started < seconds
-               and int(self._chdb.query("SELECT count() FROM system.merges", "CSV").bytes() or b"0")):
+        while (self.backend == "chdb" and time.monotonic() - started < seconds
+               and self.client.command("SELECT count() FROM system.merges")):
             time.sleep(0.1)
 
 
@@ -146,25 +123,23 @@ class WarehouseResource(dg.ConfigurableResource):
             conn.close()
 
     def _open(self, on_wait: Callable[[str], None] | None, wait_seconds: float) -> WarehouseConnection:
-        if self.clickhouse_url:
-            import clickhouse_connect
+        import clickhouse_connect
 
+        if self.clickhouse_url:
             url = urlparse(self.clickhouse_url)
             client = clickhouse_connect.get_client(
                 host=url.hostname, port=url.port or 8123, username=url.username or "default",
                 password=url.password or "", secure=url.scheme == "https")
-            return WarehouseConnection(server_client=client, lakefs_endpoint=self.lakefs_endpoint)
-        from chdb import session
-
-        path = Path(self.chdb_path)
+            return WarehouseConnection(client, "clickhouse-server", lakefs_endpoint=self.lakefs_endpoint)
+        path = Path(self.chdb_path).resolve()
         path.mkdir(parents=True, exist_ok=True)
         deadline, told = time.monotonic() + wait_seconds, False
         while True:
             if not chdb_locked(path):
                 try:
-                    return WarehouseConnection(chdb_session=session.Session(str(path)),
+                    return WarehouseConnection(clickhouse_connect.get_client(dsn=f"chdb://{path}"), "chdb",
                                                merge_wait_seconds=self.merge_wait_seconds)
-                except Exception as exc:  # chDB raises a bare RuntimeError, also when it lost a race for the lock
+                except Exception as exc:  # chDB raises a bare error, also when it lost a race for the lock
                     if not chdb_locked(path):
                         raise RuntimeError(f"warehouse: cannot open chDB at {path}: {exc}") from exc
             if time.monotonic() > deadline:

@@ -233,7 +233,7 @@ def _masked(text: str, secrets: list[str]) -> str:
     return text
 
 
-def run_masking_secrets(run: Callable[[str], int], sql: str, secrets: list[str]) -> int:
+def run_masking_secrets(run: Callable[[str], object], sql: str, secrets: list[str]) -> object:
     """``run(sql)``; on failure an :class:`EventLoadError` whose message has ``secrets`` masked.
 
     The new error is raised outside the ``except`` block, so it carries no ``__context__`` that
@@ -246,22 +246,17 @@ def run_masking_secrets(run: Callable[[str], int], sql: str, secrets: list[str])
 
 
 def load_event_files(wh, database: str, lakefs, commit: str, paths: list[str],
-                     files_per_insert: int = EVENT_FILES_PER_INSERT, table: str = "fact_charging_events"
-                     ) -> tuple[int, int]:
+                     files_per_insert: int = EVENT_FILES_PER_INSERT, table: str = "fact_charging_events") -> None:
     """Insert the rows of the given event files of ``commit`` into ``table`` (the fact, or a load's
-    staging table), tagged with ``load_commit = commit``; return ``(events_read, events_loaded)``
-    (see :class:`LoadReport`).
+    staging table, which the caller counts), tagged with ``load_commit = commit``.
 
     ClickHouse (chDB or the server behind ``wh``) reads the files over lakeFS's S3 gateway itself (at
     ``wh.lakefs_endpoint`` when the server reaches lakeFS elsewhere), in INSERTs of at most
     ``files_per_insert`` files each."""
     secrets = [lakefs.secret_access_key, lakefs.access_key_id]
-    written = 0
     endpoint = wh.lakefs_endpoint
     for chunk in _chunks(database, lakefs, commit, paths, files_per_insert, endpoint):
-        sql = event_insert_sql(database, lakefs, commit, chunk, endpoint, table)
-        written += run_masking_secrets(wh.insert_select, sql, secrets)
-    return written, written
+        run_masking_secrets(wh.command, event_insert_sql(database, lakefs, commit, chunk, endpoint, table), secrets)
 
 
 STAGING_PREFIX = "fact_charging_events__load_"
