@@ -19,7 +19,9 @@ job, reading → decoding → classifying → writing, each layer measured on th
 
     python bench/bench_stream.py [--events 500000] [--max-offsets 200000]
 
-Needs the local stack (`evcharging stack up`). Writes its results to bench/results/stream.json.
+Needs the local stack (`evcharging stack up`). Writes its results to bench/results/stream.json, or
+stream-cluster.json in cluster mode (``EVCHARGING_STACK_MODE=cluster``: the stream on the standalone
+cluster with ``EVCHARGING_SPARK_CORES_MAX`` cores, three brokers, topics replicated 3 times).
 """
 
 from __future__ import annotations
@@ -52,10 +54,10 @@ PARTITIONS = 4
 _VARIANT_TYPES = {"int": "bigint", "float": "double", "string": "string", "timestamp": "string"}
 
 
-async def produce(bootstrap: str, topic: str, events: int, encoding: str) -> None:
+async def produce(bootstrap: str, topic: str, events: int, encoding: str, replicas: int) -> None:
     from aiokafka import AIOKafkaProducer
 
-    await create_topics(bootstrap, {topic: PARTITIONS})
+    await create_topics(bootstrap, {topic: PARTITIONS}, replication_factor=replicas)  # as the product's topic
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                                 linger_ms=20, max_batch_size=262144, compression_type="gzip")
     await producer.start()
@@ -156,7 +158,7 @@ def main() -> int:
     topics = {enc: f"bench-stream-{run}-{enc}" for enc in ("json", "avro")}
     for encoding, topic in topics.items():
         print(f"producing {args.events:,} events in {encoding} to {topic} …", file=sys.stderr)
-        asyncio.run(produce(settings.kafka_bootstrap_servers, topic, args.events, encoding))
+        asyncio.run(produce(settings.kafka_bootstrap_servers, topic, args.events, encoding, settings.kafka_replicas))
     tmp = settings.data_dir / "bench" / run
     spark = build_spark_session(settings, "bench-stream")
     spark.sparkContext.setLogLevel("WARN")
@@ -182,10 +184,16 @@ def main() -> int:
         "avro lakeFS / json noop": results["avro: lakeFS"]["rows_per_s"] / noop,
         "avro lakeFS / avro noop": results["avro: lakeFS"]["rows_per_s"] / results["avro: noop"]["rows_per_s"],
     }
-    out = Path(__file__).parent / "results" / "stream.json"
+    # Single mode: local[2] and one broker; cluster mode: the standalone cluster and three brokers.
+    setup = {"stack_mode": settings.stack_mode, "spark_master": settings.spark_master_url,
+             "spark_cores_max": settings.spark_cores_max if settings.spark_master_url.startswith("spark://") else None,
+             "kafka_brokers": len(settings.kafka_brokers), "kafka_replicas": settings.kafka_replicas}
+    out = Path(__file__).parent / "results" / ("stream.json" if settings.stack_mode == "single" else "stream-cluster.json")
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"events": args.events, "max_offsets_per_trigger": args.max_offsets, "results": results,
-                               "ratios": summary, "batch_profiles": profiles, "load_average_1m": load}, indent=2))
+    out.write_text(json.dumps({"setup": setup, "events": args.events, "max_offsets_per_trigger": args.max_offsets,
+                               "results": results, "ratios": summary, "batch_profiles": profiles,
+                               "load_average_1m": load}, indent=2))
+    print("setup: " + ", ".join(f"{k} {v}" for k, v in setup.items()))
     print(f"{'query':28} {'events/s':>10} {'of json noop':>13} {'batches':>8} {'p50 batch s':>12}")
     for name, r in results.items():
         p50 = f"{r['batch_latency_s_p50']:.1f}" if r["batch_latency_s_p50"] is not None else "-"
