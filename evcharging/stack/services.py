@@ -94,6 +94,10 @@ class Service:
         """Far enough up for the next service to start (``up`` checks every one healthy at the end)."""
         return self.healthy(s)
 
+    def started_as(self, s: Settings) -> str:
+        """What ``started`` means for this service, as ``up`` reports it."""
+        return "healthy"
+
     def initialise(self, s: Settings) -> None:
         """Idempotent set-up once healthy (bucket, repository, topics …)."""
 
@@ -407,6 +411,9 @@ class KafkaService(Service):
         host, port, _ = self._address(s)
         brokers = asyncio.run(asyncio.wait_for(cluster_brokers(f"{host}:{port}", 3000), 10))
         return set(brokers) >= set(range(1, len(s.kafka_brokers) + 1))
+
+    def started_as(self, s):
+        return "listening" if self.node < len(s.kafka_brokers) - 1 else "healthy"
 
     def initialise(self, s):
         if self.node == len(s.kafka_brokers) - 1:  # the last node up: the whole cluster is there

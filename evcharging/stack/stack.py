@@ -81,9 +81,8 @@ def _start(svc: Service, s: Settings, progress: Progress) -> ManagedProcess | No
         proc.stop()
         raise StackError(svc.name, f"started, but setting it up failed: {type(exc).__name__}: {exc}",
                          proc.log_file) from exc
-    # Kafka's first brokers are only "started" (listening) until a quorum of controllers runs.
-    state = "healthy" if type(svc).started is Service.started else "started"
-    progress(f"{svc.name}: {state} in {time.monotonic() - started:.1f}s")
+    # A cluster's first Kafka brokers only listen until a quorum of controllers runs.
+    progress(f"{svc.name}: {svc.started_as(s)} in {time.monotonic() - started:.1f}s")
     return proc
 
 

@@ -29,6 +29,7 @@ def test_single_mode_is_one_broker_with_unreplicated_topics(tmp_path):
     [broker] = [svc for svc in stack.services(s) if isinstance(svc, KafkaService)]
     props = _props(broker, s)
     assert broker.name == "kafka" and props["controller.quorum.voters"] == "1@127.0.0.1:9093"
+    assert broker.started_as(s) == "healthy"
     assert props["log.dirs"] == str(tmp_path / "kafka" / "data")  # where the single broker always kept its log
     assert kafka_resource(s).topic_configs()[s.kafka_events_topic]["min.insync.replicas"] == "1"
 
@@ -43,6 +44,8 @@ def test_cluster_mode_is_three_voters_with_topics_replicated_three_times(tmp_pat
     assert [p["node.id"] for p in props] == ["1", "2", "3"]
     assert [p["listeners"] for p in props][2] == "PLAINTEXT://127.0.0.1:9096,CONTROLLER://127.0.0.1:9097"
     assert len({p["log.dirs"] for p in props}) == 3 and all("kafka-cluster" in p["log.dirs"] for p in props)
+    # `up` moves on from the first two once they listen (a quorum needs two), and says so.
+    assert [b.started_as(s) for b in brokers] == ["listening", "listening", "healthy"]
     assert {p["min.insync.replicas"] for p in props} == {"2"} and {p["offsets.topic.replication.factor"]
                                                                     for p in props} == {"3"}
     resource = kafka_resource(s)
