@@ -147,14 +147,6 @@ class Settings(BaseSettings):
                              "branches and tags would look like this one's")
         return name
 
-    @model_validator(mode="after")
-    def _local_kafka_brokers(self) -> "Settings":
-        """Unset brokers mean the local stack's: one in single mode, three in cluster mode."""
-        if not self.kafka_bootstrap_servers.strip():
-            ports = (9092,) if self.stack_mode == "single" else (9092, 9094, 9096)
-            self.kafka_bootstrap_servers = ",".join(f"127.0.0.1:{port}" for port in ports)
-        return self
-
     stream_trigger_seconds: int = 10
     stream_max_offsets_per_trigger: int = 200_000
     avro_schemas_dir: Path | None = Field(
@@ -196,6 +188,14 @@ class Settings(BaseSettings):
     simulator_docker_network: str | None = Field(None, description="The Docker network that container joins.")
 
     # ----------------------------------------------------------------------------------------------
+    @model_validator(mode="after")
+    def _local_kafka_brokers(self) -> "Settings":
+        """Unset brokers mean the local stack's: one in single mode, three in cluster mode."""
+        if not self.kafka_bootstrap_servers.strip():
+            ports = (9092,) if self.stack_mode == "single" else (9092, 9094, 9096)
+            self.kafka_bootstrap_servers = ",".join(f"127.0.0.1:{port}" for port in ports)
+        return self
+
     @property
     def secrets_file(self) -> Path:
         return self.data_dir / SECRETS_FILE_NAME
