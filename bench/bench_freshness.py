@@ -71,6 +71,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import soak_probe  # noqa: E402 — beside this file
+from stack_setup import describe, stack_setup  # noqa: E402 — beside this file
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ("publish_ingest_batches", "refresh_lake_main", "refresh_sessions", "reconcile_warehouse")
@@ -548,10 +549,7 @@ def main() -> int:
         stage_p50[f"{name}_p95_s"] = float(np.percentile(delta, 95)) if delta.size else None
     results = {
         "mode": "dagster dev (daemon, queued run coordinator, default run launcher), continuous stream",
-        # What the stack runs on (the environment's EVCHARGING_STACK_MODE, not a setting this bench changes).
-        "stack": (f"{settings.stack_mode}: Spark {settings.spark_master_url}"
-                  + (f" (cores.max {settings.spark_cores_max})" if settings.spark_master_url.startswith("spark://") else "")
-                  + f", {len(settings.kafka_brokers)} Kafka broker(s), topics replicated {settings.kafka_replicas}×"),
+        "stack": stack_setup(settings),  # the environment's EVCHARGING_STACK_MODE, not a setting this bench changes
         "vehicles": args.vehicles, "speed": args.speed, "progress_interval": args.progress_interval,
         "start": args.start, "events": manifest["events_total"],
         "events_per_s": rate, "steady_window_s": hi - lo, "steady_events_measured": int(steady.size),
@@ -572,7 +570,7 @@ def main() -> int:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"mode            : {results['mode']}")
-    print(f"stack           : {results['stack']}")
+    print(f"stack           : {describe(results['stack'])}")
     print(f"instance        : " + (f"aged, SYNTHESIZED history of {aged['events']:,} events, {aged['batches']:,} "
                                    f"published batches, {aged['runs']:,} runs" if aged else "empty"))
     print(f"steady rate     : {rate:,.0f} events/s for {hi - lo:.0f} s ({steady.size:,} events; "

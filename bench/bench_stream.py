@@ -48,6 +48,7 @@ from evcharging.streaming.job import StreamOptions, start_query
 from evcharging.transforms.avro import decode_avro
 from evcharging.transforms.ingest import canonical_json_pattern, classify_records, valid_events
 from simulator.avro import ENCODERS, load_schemas
+from stack_setup import describe, stack_setup  # beside this file
 
 T0_MS = 1767600000000
 PARTITIONS = 4
@@ -184,16 +185,13 @@ def main() -> int:
         "avro lakeFS / json noop": results["avro: lakeFS"]["rows_per_s"] / noop,
         "avro lakeFS / avro noop": results["avro: lakeFS"]["rows_per_s"] / results["avro: noop"]["rows_per_s"],
     }
-    # Single mode: local[2] and one broker; cluster mode: the standalone cluster and three brokers.
-    setup = {"stack_mode": settings.stack_mode, "spark_master": settings.spark_master_url,
-             "spark_cores_max": settings.spark_cores_max if settings.spark_master_url.startswith("spark://") else None,
-             "kafka_brokers": len(settings.kafka_brokers), "kafka_replicas": settings.kafka_replicas}
+    setup = stack_setup(settings)  # single: local[2] and one broker; cluster: the standalone cluster, three brokers
     out = Path(__file__).parent / "results" / ("stream.json" if settings.stack_mode == "single" else "stream-cluster.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"setup": setup, "events": args.events, "max_offsets_per_trigger": args.max_offsets,
                                "results": results, "ratios": summary, "batch_profiles": profiles,
                                "load_average_1m": load}, indent=2))
-    print("setup: " + ", ".join(f"{k} {v}" for k, v in setup.items()))
+    print(f"stack: {describe(setup)}")
     print(f"{'query':28} {'events/s':>10} {'of json noop':>13} {'batches':>8} {'p50 batch s':>12}")
     for name, r in results.items():
         p50 = f"{r['batch_latency_s_p50']:.1f}" if r["batch_latency_s_p50"] is not None else "-"
