@@ -68,16 +68,16 @@ async def create_topics(bootstrap_servers: str, partitions_by_topic: dict[str, i
         await admin.close()
 
 
-async def topic_replicas(bootstrap_servers: str, topics: list[str]) -> dict[str, list[list[int]]]:
-    """Each topic's partitions' replica lists (broker ids), partition by partition."""
+async def topic_partitions(bootstrap_servers: str, topics: list[str]) -> dict[str, list[dict]]:
+    """Each topic's partitions in order, as the cluster's metadata has them: ``partition``,
+    ``leader``, ``replicas`` and ``isr`` (broker ids)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
     await admin.start()
     try:
-        described = await admin.describe_topics(topics)
-        return {d["topic"]: [p["replicas"] for p in sorted(d["partitions"], key=lambda p: p["partition"])]
-                for d in described}
+        return {d["topic"]: sorted(d["partitions"], key=lambda p: p["partition"])
+                for d in await admin.describe_topics(topics)}
     finally:
         await admin.close()
 

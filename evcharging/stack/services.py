@@ -396,11 +396,14 @@ class KafkaService(Service):
         heap = "1g" if len(s.kafka_brokers) == 1 else "512m"
         proc.start(self._java(s, "kafka.Kafka", str(props), heap=heap), cwd=home)
 
+    def _brokers_seen(self, s: Settings) -> list[int]:
+        """The broker ids in the cluster's metadata, asked of this broker alone."""
+        host, port, _ = self._address(s)
+        return asyncio.run(asyncio.wait_for(cluster_brokers(f"{host}:{port}", 3000), 10))
+
     def healthy(self, s):
         """This broker answers and the cluster's metadata lists it (a fenced broker drops out)."""
-        host, port, _ = self._address(s)
-        brokers = asyncio.run(asyncio.wait_for(cluster_brokers(f"{host}:{port}", 3000), 10))
-        return self.node + 1 in brokers
+        return self.node + 1 in self._brokers_seen(s)
 
     def started(self, s):
         # A controller quorum of three elects a leader only once two voters run, and a broker
@@ -408,9 +411,7 @@ class KafkaService(Service):
         # last once every broker is in the cluster's metadata (then the topics can be replicated).
         if self.node < len(s.kafka_brokers) - 1:
             return port_open(HOST, self._address(s)[2])
-        host, port, _ = self._address(s)
-        brokers = asyncio.run(asyncio.wait_for(cluster_brokers(f"{host}:{port}", 3000), 10))
-        return set(brokers) >= set(range(1, len(s.kafka_brokers) + 1))
+        return set(self._brokers_seen(s)) >= set(range(1, len(s.kafka_brokers) + 1))
 
     def started_as(self, s):
         return "listening" if self.node < len(s.kafka_brokers) - 1 else "healthy"

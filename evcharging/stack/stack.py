@@ -36,7 +36,7 @@ def services(settings: Settings, started: bool = False) -> list[Service]:
 
 
 def service(settings: Settings, name: str) -> Service:
-    for svc in services(settings, started=True) + spark_cluster.cluster_services(settings, started=True):
+    for svc in SERVICES + kafka_services(settings, started=True) + spark_cluster.cluster_services(settings, started=True):
         if svc.name == name:
             return svc
     raise StackError(name, f"no such service; the stack has {', '.join(s.name for s in services(settings))}")

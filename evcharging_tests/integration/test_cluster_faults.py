@@ -40,15 +40,15 @@ import pytest
 
 from evcharging.definitions import defs
 from evcharging.resources.from_settings import drop_repository, minio_s3_client, resources, scratch_repository
-from evcharging.resources.kafka import topic_replicas
+from evcharging.resources.kafka import topic_partitions
 from evcharging.settings import PROJECT_DIR, load_settings
 from evcharging.stack import spark_cluster, stack
 from evcharging.stack.process import port_open, wait_for
 from evcharging.stack.services import kafka_services
 from evcharging.warehouse.tables import markdown_table
 from evcharging_tests.integration.test_faults import (
-    RESENT, Publisher, _clickhouse_events, _main_events, _manifest, _publish_manifest, _publish_until, _run_records,
-    _stream_position, _wait_for_batch_in_flight)
+    RESENT, Publisher, _clickhouse_events, _kill_group, _main_events, _manifest, _publish_manifest, _publish_until,
+    _run_records, _stream_position, _wait_for_batch_in_flight)
 from evcharging_tests.integration.test_stream import _end_offsets
 from evcharging_tests.integration.test_wap import reference  # noqa: F401
 
@@ -132,14 +132,6 @@ def _start_stream(log) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _kill_group(pid: int) -> None:
-    os.killpg(pid, signal.SIGKILL)
-    try:
-        os.waitpid(pid, 0)  # started by this process: reap it, or it would look alive
-    except ChildProcessError:
-        pass
-
-
 async def _produce_paced(bootstrap: str, topic: str, records, chunks: int, pause_s: float, midway=None) -> None:
     """Send ``records`` in ``chunks`` with pauses (acks=all, idempotent), calling ``midway`` halfway."""
     from aiokafka import AIOKafkaProducer
@@ -189,27 +181,15 @@ def _executors_of(local, index: int) -> list[str]:
     return [e.get("appdesc", {}).get("name", e.get("appid", "")) for e in state.get("executors", [])]
 
 
-def _leader_of_partition_0(settings) -> int:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    async def leader():
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        await admin.start()
-        try:
-            [topic] = await admin.describe_topics([settings.kafka_events_topic])
-            return next(p["leader"] for p in topic["partitions"] if p["partition"] == 0)
-        finally:
-            await admin.close()
-
-    return asyncio.run(leader())
+def _partitions(settings, *topics: str) -> dict[str, list[dict]]:
+    return asyncio.run(topic_partitions(settings.kafka_bootstrap_servers, list(topics)))
 
 
 @pytest.mark.timeout(1800)
 def test_worker_broker_and_driver_killed_on_the_cluster_lose_nothing_and_double_nothing(cluster, tmp_path):
     settings, local, stations, models = cluster
-    replicas = asyncio.run(topic_replicas(settings.kafka_bootstrap_servers,
-                                          [settings.kafka_events_topic, settings.kafka_manifests_topic]))
-    assert all(len(r) == 3 for parts in replicas.values() for r in parts), replicas  # manifests replicated too
+    partitions = _partitions(settings, settings.kafka_events_topic, settings.kafka_manifests_topic)
+    assert all(len(p["replicas"]) == 3 for parts in partitions.values() for p in parts), partitions  # manifests too
     publisher, clock = Publisher(settings), CommitClock(settings)
     log_path = tmp_path / "stream.log"
     log = open(log_path, "wb")
@@ -224,7 +204,7 @@ def test_worker_broker_and_driver_killed_on_the_cluster_lose_nothing_and_double_
             window_start, killed, down = time.monotonic(), None, {}
 
             if fault == "broker":
-                leader = _leader_of_partition_0(settings)
+                leader = _partitions(settings, settings.kafka_events_topic)[settings.kafka_events_topic][0]["leader"]
                 broker = next(svc for svc in kafka_services(local) if svc.node == leader - 1)
 
                 def kill_broker():

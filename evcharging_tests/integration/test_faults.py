@@ -117,17 +117,22 @@ async def _publish_manifest(settings, manifest: RunManifest) -> None:
         await producer.stop()
 
 
+def _kill_group(pid: int) -> None:
+    """SIGKILL a process and its children (a stack service or a stream, started in a session of its own)."""
+    os.killpg(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, 0)  # this test process may have started it: reap it, or it would look alive
+    except ChildProcessError:
+        pass
+
+
 def _kill_then_restart(settings, name: str, outage_s: float, log: dict) -> threading.Thread:
     """SIGKILL service ``name`` now; start it again after ``outage_s`` with the stack's own code.
     ``log[name]`` gets how long it was unreachable (until the stack found it healthy)."""
     proc = service(settings, name).process(settings)
     pid = proc.pid()
     assert pid, f"{name} is not running"
-    os.killpg(pid, signal.SIGKILL)
-    try:
-        os.waitpid(pid, 0)  # the test session may have started it: reap it, or it would look alive
-    except ChildProcessError:
-        pass
+    _kill_group(pid)
     killed = time.monotonic()
 
     def restart():
