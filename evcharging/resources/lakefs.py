@@ -37,6 +37,27 @@ class LakeFSResource(dg.ConfigurableResource):
                               secret_access_key=self.secret_access_key, repository=repository,
                               default_branch=default_branch)
 
+    def ensure_admin(self, user_name: str) -> bool:
+        """Set up a new lakeFS with this resource's keys as its admin's; False when already set up.
+
+        lakeFS creates its admin from LAKEFS_INSTALLATION_* by itself only on a local KV; on
+        PostgreSQL (compose, the local stack) a fresh installation waits for this call. The setup
+        endpoint needs no credentials, so it runs right after lakeFS is first up.
+        """
+        import lakefs_sdk
+
+        api = self.client().sdk_client.internal_api
+        if api.get_setup_state().state == "initialized":
+            return False
+        try:
+            api.setup(lakefs_sdk.Setup(username=user_name, key=lakefs_sdk.AccessKeyCredentials(
+                access_key_id=self.access_key_id, secret_access_key=self.secret_access_key)))
+        except lakefs_sdk.exceptions.ApiException as err:
+            if err.status != 409:  # 409: another caller set it up in between
+                raise
+            return False
+        return True
+
     def ensure_repository(self, storage_namespace: str):
         """Create the repository on first use; a no-op when it exists."""
         return self.repo().create(storage_namespace=storage_namespace, default_branch=self.default_branch,

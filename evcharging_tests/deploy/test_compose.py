@@ -203,6 +203,18 @@ def test_project_services_get_their_settings_as_evcharging_variables(compose):
     assert warehouse.endswith("@clickhouse:8123")
 
 
+def test_lakefs_on_postgres_gets_its_admin_from_init(compose):
+    """lakeFS 1.86 creates its admin from LAKEFS_INSTALLATION_* only on a local KV (cmd/lakefs/cmd/run.go).
+    On PostgreSQL those variables would do nothing and every call would answer 401: `init` sets the
+    admin up (``LakeFSResource.ensure_admin``, which the local stack's lakeFS on PostgreSQL runs too)."""
+    lakefs = services(compose)["lakefs"]["environment"]
+    assert lakefs["LAKEFS_DATABASE_TYPE"] == "postgres"
+    assert not [k for k in lakefs if k.startswith("LAKEFS_INSTALLATION_")]
+    init = services(compose)["init"]["environment"]
+    assert {"EVCHARGING_LAKEFS_ADMIN_USER", "EVCHARGING_LAKEFS_ACCESS_KEY_ID", "EVCHARGING_LAKEFS_SECRET_ACCESS_KEY"} <= set(init)
+    assert "ensure_admin(" in (PROJECT_DIR / "infra" / "compose" / "init.py").read_text()
+
+
 def test_only_the_uis_are_published_on_loopback(compose):
     for name, svc in services(compose).items():
         ports = svc.get("ports") or []

@@ -1,8 +1,8 @@
 """One-shot initialisation of a deployment (the compose `init` service), idempotent.
 
 Creates what the pipeline expects to exist, with the same code the native local stack runs after
-`evcharging stack up`: the Kafka topics, the MinIO bucket, the lakeFS repository (stored in that
-bucket) and the ClickHouse database. Everything comes from the EVCHARGING_* settings; a step
+`evcharging stack up`: the Kafka topics, the MinIO bucket, lakeFS's admin (on first start) and
+repository (stored in that bucket) and the ClickHouse database. Everything comes from the EVCHARGING_* settings; a step
 whose service is managed elsewhere can be skipped with INIT_SKIP=minio,kafka,…
 Each step retries for a bounded time, then fails with the step's name.
 
@@ -41,8 +41,10 @@ def minio_bucket(s: Settings) -> str:
 def lakefs_repository(s: Settings) -> str:
     from evcharging.resources.from_settings import lakefs_resource
 
-    lakefs_resource(s).ensure_repository(f"s3://{s.minio_bucket}/{s.lakefs_repository}")
-    return f"repository {s.lakefs_repository} ready"
+    lakefs = lakefs_resource(s)
+    admin = f"admin {s.lakefs_admin_user} set up, " if lakefs.ensure_admin(s.lakefs_admin_user) else ""
+    lakefs.ensure_repository(f"s3://{s.minio_bucket}/{s.lakefs_repository}")
+    return f"{admin}repository {s.lakefs_repository} ready"
 
 
 def kafka_topics(s: Settings) -> str:
