@@ -93,9 +93,12 @@ class Settings(BaseSettings):
     lakefs_repository: str = "evcharging"
     lakefs_default_branch: str = "main"
     lakefs_memory_mb: int = Field(
-        64, description="The local stack's lakeFS: its in-memory SSTable block cache (lakeFS's default is 400 MB).")
+        16, description="The local stack's lakeFS: its in-memory SSTable block cache (lakeFS's default is 400 MB).")
+    lakefs_local_cache_mb: int = Field(
+        90, description="The local stack's lakeFS: its on-disk cache of metadata ranges (lakeFS's default is 1 GB); "
+                        "under 100 MB its eviction counters fit the cache.")
 
-    # --- PostgreSQL (FerretDB's backend in the local stack) --------------------------------------
+    # --- PostgreSQL (the local stack's: FerretDB's backend, lakeFS's metadata) -----------------------
     postgres_port: int = 54329
     postgres_user: str = "evcharging"
     postgres_password: str | None = Field(None, json_schema_extra={"secret": True})

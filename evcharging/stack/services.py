@@ -1,6 +1,6 @@
 """The services of the native local stack: how each is installed, started, probed and initialised.
 
-Order matters: PostgreSQL before FerretDB (its backend), MinIO before lakeFS (its blockstore).
+Order matters: PostgreSQL before FerretDB and lakeFS (their backend), MinIO before lakeFS (its blockstore).
 Spark and chDB are libraries, not servers: they appear in ``status`` with what they use.
 """
 
@@ -27,6 +27,8 @@ from evcharging.stack.builds import Progress
 from evcharging.stack.process import ManagedProcess, StackError, port_open
 
 HOST = "127.0.0.1"
+BROKER_HEAP = "512m"  # per Kafka broker, single or cluster mode
+LAKEFS_DATABASE = "lakefs"  # lakeFS's key-value store in the stack's PostgreSQL, as in compose
 
 
 def _port(url_or_hostport: str) -> int:
@@ -103,7 +105,8 @@ class Service:
 
 
 class PostgresService(Service):
-    """Debian's PostgreSQL 15 in a data directory of the stack's own: FerretDB's storage."""
+    """Debian's PostgreSQL 15 in a data directory of the stack's own: FerretDB's storage and lakeFS's
+    metadata (two databases)."""
 
     def ports(self, s):
         return {s.postgres_port: "EVCHARGING_POSTGRES_PORT"}
@@ -171,9 +174,10 @@ class PostgresService(Service):
         if result.returncode != 0:
             raise StackError(self.name, f"initdb failed (exit {result.returncode})", log)
 
-    def _psql(self, s: Settings, sql: str) -> str:
+    def psql(self, s: Settings, sql: str, database: str = "postgres") -> str:
+        """``sql``'s result, unaligned, one row per line."""
         out = subprocess.run(
-            [self._bin("psql"), "-h", HOST, "-p", str(s.postgres_port), "-U", s.postgres_user, "-d", "postgres",
+            [self._bin("psql"), "-h", HOST, "-p", str(s.postgres_port), "-U", s.postgres_user, "-d", database,
              "-tAc", sql], capture_output=True, text=True, timeout=30,
             env={**os.environ, "PGPASSWORD": s.require("postgres_password")})
         if out.returncode != 0:
@@ -181,11 +185,12 @@ class PostgresService(Service):
         return out.stdout.strip()
 
     def healthy(self, s):
-        return self._psql(s, "SELECT 1") == "1"
+        return self.psql(s, "SELECT 1") == "1"
 
     def initialise(self, s):
-        if self._psql(s, "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'") != "1":
-            self._psql(s, "CREATE DATABASE ferretdb")
+        for database in ("ferretdb", LAKEFS_DATABASE):
+            if self.psql(s, f"SELECT 1 FROM pg_database WHERE datname = '{database}'") != "1":
+                self.psql(s, f"CREATE DATABASE {database}")
 
 
 class FerretDBService(Service):
@@ -251,50 +256,81 @@ class MinioService(Service):
 
 
 class LakeFSService(Service):
-    """lakeFS with local KV metadata and its objects in the MinIO bucket."""
+    """lakeFS with its metadata in the stack's PostgreSQL and its objects in the MinIO bucket."""
 
     def ports(self, s):
         return {_port(s.lakefs_endpoint): "EVCHARGING_LAKEFS_ENDPOINT"}
 
+    @staticmethod
+    def _home(s: Settings) -> Path:
+        return s.data_dir / "lakefs"
+
+    def _local_kv(self, s: Settings) -> Path | None:
+        """The Badger store of a stack started before lakeFS moved to PostgreSQL: that stack keeps it
+        (its repository's commits and branches live there; a new KV would not know them)."""
+        path = self._home(s) / "metadata"
+        return path if path.exists() else None
+
     def endpoint(self, s):
-        return f"{s.lakefs_endpoint} (repository {s.lakefs_repository}, UI login = the lakeFS access key)"
+        kv = (f"metadata in its local KV {self._local_kv(s)}, from an earlier stack" if self._local_kv(s)
+              else f"metadata in PostgreSQL database {LAKEFS_DATABASE}")
+        return f"{s.lakefs_endpoint} (repository {s.lakefs_repository}, {kv}, UI login = the lakeFS access key)"
 
     def install(self, s, progress):
         builds.lakefs_binary(s.cache_dir, progress)
 
     def launch(self, s, proc):
-        home = s.data_dir / "lakefs"
+        home = self._home(s)
         home.mkdir(parents=True, exist_ok=True)
         config = home / "config.yaml"
+        local_kv = self._local_kv(s)
+        # PostgreSQL, as compose runs it: the local KV (Badger, whose options lakeFS does not expose)
+        # held 83 MB of memtables and grew lakeFS's RSS by half over the 2-hour soak.
+        database = (f"database:\n  type: local\n  local:\n    path: {local_kv}\n" if local_kv
+                    else "database:\n  type: postgres\n")
         # No secrets in this file: they travel as LAKEFS_* environment variables below.
         config.write_text(
             f"listen_address: {HOST}:{_port(s.lakefs_endpoint)}\n"
-            f"database:\n  type: local\n  local:\n    path: {home / 'metadata'}\n"
+            + database +
             "blockstore:\n  type: s3\n  s3:\n"
             f"    endpoint: {s.minio_endpoint}\n    force_path_style: true\n    region: us-east-1\n"
             "stats:\n  enabled: false\n"
             "security:\n  check_latest_version: false\n"
             "logging:\n  level: WARN\n"
-            # The block cache of committed metadata fills up to its cap over hours (400 MB by default, the
-            # RSS of a 2-hour soak tripled); on a 2-core demo machine a smaller cap serves a stream's merges.
-            # No GOMEMLIMIT: with the heap at such a limit the GC ran all the time (11 % of lakeFS's CPU,
-            # up to a core under load) and the aged benchmark's lakeFS steps got 10× slower.
+            # The block cache of committed metadata fills up to its cap as main's history grows (400 MB by
+            # default: the RSS of a 2-hour soak tripled). Go's collector lets the RSS reach about twice
+            # what the caches hold (GOGC below); with 16 MB lakeFS merged a stream's batches as fast as
+            # with 64 MB and levelled off at half the RSS.
             f"committed:\n  sstable:\n    memory:\n      cache_size_bytes: {s.lakefs_memory_mb * 1_000_000}\n"
+            # The on-disk cache of metaranges lives with the stack (lakeFS's default is ~/lakefs, shared
+            # by every stack on the machine and never cleaned). Under 100 MB, lakeFS sizes its eviction
+            # counters to the cache; from 100 MB on it allocates 10 M of them (~96 MB of heap) per cache.
+            f"  local_cache:\n    dir: {home / 'cache'}\n    size_bytes: {s.lakefs_local_cache_mb * 1_000_000}\n"
         )
-        proc.start([str(builds.lakefs_binary(s.cache_dir)), "run", "--config", str(config)], cwd=home, env={
+        env = {
+            # A collection at 1.5× the live heap, not 2×: 20 % less RSS in the same publish cycles. Not
+            # GOMEMLIMIT: with the heap at such a limit the GC ran all the time (11 % of lakeFS's CPU, up
+            # to a core under load) and the aged benchmark's lakeFS steps got 10× slower.
+            "GOGC": "50",
             "LAKEFS_AUTH_ENCRYPT_SECRET_KEY": s.require("lakefs_encrypt_secret"),
             "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID": s.minio_root_user,
             "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY": s.require("minio_root_password"),
-            # Creates the admin user with these keys on first start (no interactive setup).
-            "LAKEFS_INSTALLATION_USER_NAME": s.lakefs_admin_user,
-            "LAKEFS_INSTALLATION_ACCESS_KEY_ID": s.require("lakefs_access_key_id"),
-            "LAKEFS_INSTALLATION_SECRET_ACCESS_KEY": s.require("lakefs_secret_access_key"),
-        })
+        }
+        if local_kv:  # lakeFS sets its admin up from these itself, on a local KV only
+            env |= {"LAKEFS_INSTALLATION_USER_NAME": s.lakefs_admin_user,
+                    "LAKEFS_INSTALLATION_ACCESS_KEY_ID": s.require("lakefs_access_key_id"),
+                    "LAKEFS_INSTALLATION_SECRET_ACCESS_KEY": s.require("lakefs_secret_access_key")}
+        else:  # on PostgreSQL `initialise` sets the admin up
+            env["LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING"] = (
+                f"postgres://{s.postgres_user}:{s.require('postgres_password')}@{HOST}:{s.postgres_port}"
+                f"/{LAKEFS_DATABASE}?sslmode=disable")
+        proc.start([str(builds.lakefs_binary(s.cache_dir)), "run", "--config", str(config)], cwd=home, env=env)
 
     def healthy(self, s):
         return _http_status(f"{s.lakefs_endpoint}/api/v1/healthcheck") == 204
 
     def initialise(self, s):
+        lakefs_resource(s).ensure_admin(s.lakefs_admin_user)
         lakefs_resource(s).ensure_repository(f"s3://{s.minio_bucket}/{s.lakefs_repository}")
 
 
@@ -334,13 +370,13 @@ class KafkaService(Service):
     def install(self, s, progress):
         builds.kafka_libs(s.cache_dir, progress)
 
-    def _java(self, s: Settings, main: str, *args: str, heap: str = "256m") -> list[str]:
+    def _java(self, s: Settings, main: str, *args: str, heap: str = "256m", jvm: tuple[str, ...] = ()) -> list[str]:
         java = shutil.which("java", path=f"{os.environ.get('JAVA_HOME', '')}/bin:{os.environ.get('PATH', '')}")
         if not java:
             raise StackError(self.name, "no `java` on PATH (Java 17 is needed)")
         libs = builds.kafka_libs(s.cache_dir)
         log4j = builds.NATIVE_DIR / "kafka" / "log4j2.properties"
-        return [java, f"-Xmx{heap}", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
+        return [java, f"-Xmx{heap}", *jvm, f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args]
 
     def properties(self, s: Settings) -> list[str]:
         """server.properties of this node."""
@@ -393,8 +429,11 @@ class KafkaService(Service):
                 proc.log_file.parent.mkdir(parents=True, exist_ok=True)
                 proc.log_file.write_text(fmt.stdout + fmt.stderr)
                 raise StackError(self.name, "formatting the KRaft storage failed", proc.log_file)
-        heap = "1g" if len(s.kafka_brokers) == 1 else "512m"
-        proc.start(self._java(s, "kafka.Kafka", str(props), heap=heap), cwd=home)
+        # The broker's heap is fixed, as Kafka's own start script sets it (-Xms = -Xmx), and touched at
+        # start: without that G1 touched more of a 1 GB heap over hours and the broker's RSS grew by 13 %
+        # over the 2-hour soak. Now its footprint is what it will be from the first minute.
+        proc.start(self._java(s, "kafka.Kafka", str(props), heap=BROKER_HEAP,
+                              jvm=(f"-Xms{BROKER_HEAP}", "-XX:+AlwaysPreTouch")), cwd=home)
 
     def _brokers_seen(self, s: Settings) -> list[int]:
         """The broker ids in the cluster's metadata, asked of this broker alone."""

@@ -1,9 +1,10 @@
 """Each service of the native local stack really works, through the clients the project uses.
 
 Kafka (aiokafka produce/consume), lakeFS (SDK and lakefs-spec: branch, upload, commit with
-metadata, diff, merge) with the merged bytes visible in MinIO's own S3 API, FerretDB through
-PyMongo's async client (including the patched many-upserts deadlock), Spark from Kafka into a
-lakeFS branch through the S3 gateway, the warehouse resource on chDB, and the Dagster definitions.
+metadata, diff, merge) with the merged bytes visible in MinIO's own S3 API and its metadata in
+PostgreSQL, FerretDB through PyMongo's async client (including the patched many-upserts deadlock),
+Spark from Kafka into a lakeFS branch through the S3 gateway, the warehouse resource on chDB, and
+the Dagster definitions.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 from evcharging.settings import PROJECT_DIR
 from evcharging.resources.kafka import create_topics
 from evcharging.resources.from_settings import kafka_resource, lakefs_resource, minio_s3_client
+from evcharging.stack import stack
+from evcharging.stack.services import LAKEFS_DATABASE
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +91,21 @@ def test_lakefs_branch_commit_diff_merge_and_bytes_in_minio(stack_settings, uniq
     body = minio_s3_client(stack_settings).get_object(Bucket=bucket, Key=key)["Body"].read()
     assert body == payload
     branch.delete()
+
+
+def test_lakefs_keeps_its_metadata_in_postgres(stack_settings, unique_name):
+    """The stack's lakeFS runs on its PostgreSQL (as compose does), set up once by ``initialise``."""
+    lakefs_service = stack.service(stack_settings, "lakefs")
+    if lakefs_service._local_kv(stack_settings):
+        pytest.skip("this stack's lakeFS predates PostgreSQL and keeps its local KV (a fresh stack never does)")
+    assert lakefs_resource(stack_settings).ensure_admin(stack_settings.lakefs_admin_user) is False  # already set up
+    branch = f"test-{unique_name}"
+    lakefs_resource(stack_settings).repo().branch(branch).create(source_reference="main")
+    postgres = stack.service(stack_settings, "postgres")
+    found = f"SELECT count(*) FROM kv WHERE position('{branch}'::bytea in key) > 0"
+    assert postgres.psql(stack_settings, found, database=LAKEFS_DATABASE) == "1"
+    lakefs_resource(stack_settings).repo().branch(branch).delete()
+    assert postgres.psql(stack_settings, found, database=LAKEFS_DATABASE) == "0"
 
 
 def test_lakefs_spec_filesystem_roundtrip(stack_settings, unique_name):
