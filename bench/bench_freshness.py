@@ -314,6 +314,7 @@ def soak_figures(settings, args, sent, fresh, lo, hi, sampler, parts, disk_paths
         "rate": soak_probe.rate_floor(sent, lo, hi),
         "freshness": soak_probe.windowed_p95(sent, fresh, lo, hi),
         "rss": sampler.trends((lo, lo + span), (hi - span, hi)),
+        "rss_every_10_min": sampler.timeline((lo, hi)),
         "cpu_cores": sampler.cpu_trends((lo, lo + span), (hi - span, hi)),
         "chdb_parts": parts.trends((lo, lo + span), (hi - span, hi)),
         "run_durations": soak_probe.duration_trends(spans, (lo, lo + span), (hi - span, hi)),
@@ -336,6 +337,8 @@ def print_soak(soak: dict) -> None:
     for role, trend in soak["rss"].items():
         print(f"  RSS {role:<22} first 15 min {trend['first_mb']:7.0f} MB, last {trend['last_mb']:7.0f} MB "
               f"(×{trend['ratio']:.2f}, target ≤ 1.10), max {trend['max_mb']:.0f} MB")
+    print("  RSS every 10 min (MB): " + "; ".join(
+        f"{role} {' '.join(f'{mb:.0f}' for mb in means)}" for role, means in soak["rss_every_10_min"].items()))
     print("  CPU cores busy, first 15 min → last: " + ", ".join(
         f"{role} {t['first_cores']:.2f} → {t['last_cores']:.2f}" for role, t in soak["cpu_cores"].items()))
     for table, trend in soak["chdb_parts"].items():

@@ -132,6 +132,22 @@ class RssSampler(_Periodic):
                          "ratio": round(float(np.mean(b) / np.mean(a)), 3), "max_mb": round(max(mb for _, mb in mine), 1)}
         return out
 
+    def timeline(self, window: tuple[float, float], step: float = 600.0) -> dict[str, list[float]]:
+        """Per long-lived role (as ``trends`` names them), its mean RSS in MB per ``step`` seconds of the
+        ``window``: the shape of a trend (a cache filling and levelling off, or a steady climb)."""
+        keys = sorted({(role, pid) for t, role, pid, _ in self.samples if window[0] <= t < window[1]})
+        buckets = int((window[1] - window[0]) // step) or 1
+        out: dict[str, list[float]] = {}
+        for role, pid in keys:
+            mine = [(t, mb) for t, r, p, mb in self.samples if (r, p) == (role, pid) and window[0] <= t < window[1]]
+            means = []
+            for b in range(buckets):
+                inside = [mb for t, mb in mine if window[0] + b * step <= t < window[0] + (b + 1) * step]
+                means.append(round(float(np.mean(inside)), 1) if inside else None)
+            if all(m is not None for m in means):  # alive the whole window
+                out[role if role not in out else f"{role} ({pid})"] = means
+        return out
+
     def cpu_trends(self, first: tuple[float, float], last: tuple[float, float]) -> dict[str, dict]:
         """Cores each long-lived process kept busy in the ``first`` and ``last`` windows, and the whole
         machine's (2 cores = 2.0): what the rest (runs, Spark passes) takes is the difference."""
