@@ -48,6 +48,7 @@ USED_ELSEWHERE = {
     "EVCHARGING_MINIO_ROOT_USER": "minio_s3_client",
     "EVCHARGING_MINIO_ROOT_PASSWORD": "minio_s3_client",
     "EVCHARGING_MINIO_BUCKET": "infra/compose/init.py (the lakeFS repository's storage namespace)",
+    "EVCHARGING_LAKEFS_ADMIN_USER": "infra/compose/init.py (sets lakeFS's admin up on PostgreSQL)",
     "EVCHARGING_MINIO_CHECKPOINT_BUCKET": "infra/compose/init.py creates it; Spark's S3A per-bucket settings name it",
     "EVCHARGING_SPARK_CHECKPOINT_DIR": "the stream (StreamOptions.from_settings)",
     "EVCHARGING_STREAM_NAME": "the stream; the sensors read it when they evaluate",
