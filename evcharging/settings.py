@@ -185,6 +185,10 @@ class Settings(BaseSettings):
         3, description="Finished Dagster runs (with their event logs) older than this are deleted, except those "
                        "holding an asset's latest materialization.")
 
+    service_log_max_mb: float = Field(
+        64, description="The local stack's service logs (<data_dir>/logs) are rotated past this size by the hourly "
+                        "prune_history job, which keeps each log and one previous file.")
+
     # --- simulations launched from Dagster (Pipes) -----------------------------------------------
     simulator_docker_image: str | None = Field(
         None, description="Run them in a container of this image (dagster-docker's PipesDockerClient); unset = a subprocess.")

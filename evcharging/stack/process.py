@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,6 +111,26 @@ class ManagedProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def rotate_logs(folder: Path, max_bytes: int) -> list[str]:
+    """Rotate every ``*.log`` in ``folder`` larger than ``max_bytes``: its lines move to ``<name>.1``
+    (replacing the previous one) and it starts empty. Copy, then truncate: the service keeps writing
+    to the same file, opened for appending (:meth:`ManagedProcess.start`), so its next line lands at
+    the start of the emptied file; a line written between the copy and the truncation is lost.
+    Returns the names of the logs rotated."""
+    rotated = []
+    for log in sorted(folder.glob("*.log")) if folder.is_dir() else []:
+        try:
+            if log.stat().st_size <= max_bytes:
+                continue
+            previous = log.with_name(log.name + ".1")
+            shutil.copyfile(log, previous)
+            os.truncate(log, 0)
+        except OSError:
+            continue  # gone or unreadable: the next pass tries again
+        rotated.append(log.name)
+    return rotated
 
 
 def _signal_group(pid: int, sig: int) -> None:

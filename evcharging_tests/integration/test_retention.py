@@ -72,4 +72,4 @@ def test_the_prune_history_job_runs_as_defined(stack_settings):
     assert result.success
     [observation] = [e.asset_observation_data.asset_observation for e in result.all_events
                      if e.event_type_value == "ASSET_OBSERVATION"]
-    assert {"tags_pruned", "partitions_pruned", "runs_pruned"} <= set(observation.metadata)
+    assert {"tags_pruned", "partitions_pruned", "runs_pruned", "service_logs_rotated"} <= set(observation.metadata)

@@ -8,6 +8,8 @@ a run reads grows with the months the pipeline has run.
 * Finished runs with their event logs after EVCHARGING_DAGSTER_RUN_RETENTION_DAYS (3), except a run
   that holds an asset's latest materialization (the sensors and the UI read those).
 * Sensor and schedule ticks: by the daemon itself (``retention`` in ``dagster.yaml``).
+* The local stack's service logs past EVCHARGING_SERVICE_LOG_MAX_MB (64): each keeps one previous
+  file (FerretDB alone writes a few MB a day). Compose leaves logs to Docker's log driver.
 """
 
 import time
@@ -21,6 +23,7 @@ from evcharging.lake.ingest import branch_for_tag
 from evcharging.lake.retention import prune_published_tags
 from evcharging.resources.lakefs import LakeFSResource
 from evcharging.settings import load_settings
+from evcharging.stack.process import rotate_logs
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 RUNS_PER_PASS = 20_000  # a pass deletes at most this many runs (the next takes the rest)
@@ -55,7 +58,7 @@ def prune_runs(instance: dg.DagsterInstance, older_than: datetime, asset_keys: l
 
 @dg.op
 def prune_expired_state(context: dg.OpExecutionContext, lakefs: LakeFSResource) -> None:
-    """Prune published batches' tags and partitions, and old runs (see the module docstring)."""
+    """Prune published batches' tags and partitions and old runs; rotate service logs (see the module docstring)."""
     settings = load_settings()
     started = time.monotonic()
     tags = prune_published_tags(lakefs, settings.stream_name, settings.published_batch_retention_days * 86400)
@@ -63,17 +66,20 @@ def prune_expired_state(context: dg.OpExecutionContext, lakefs: LakeFSResource) 
     keys = list(context.instance.get_asset_keys())  # every asset with events: their latest runs are kept
     cutoff = datetime.now(UTC) - timedelta(days=settings.dagster_run_retention_days)
     runs = prune_runs(context.instance, cutoff, keys)
-    context.log.info(f"pruned {len(tags.pruned)} lakeFS tags, {partitions} ingest_batch partitions and {runs} runs "
+    logs = rotate_logs(settings.logs_dir, int(settings.service_log_max_mb * 2**20))
+    context.log.info(f"pruned {len(tags.pruned)} lakeFS tags, {partitions} ingest_batch partitions and {runs} runs, "
+                     f"rotated {len(logs)} service logs{' (' + ', '.join(logs) + ')' if logs else ''} "
                      f"in {time.monotonic() - started:.1f} s")
     context.log_event(dg.AssetObservation(asset_key="lake_main", metadata={
         "tags_pruned": len(tags.pruned), "partitions_pruned": partitions, "runs_pruned": runs,
-        "oldest_tag_kept": tags.oldest_kept or "none"}))
+        "oldest_tag_kept": tags.oldest_kept or "none", "service_logs_rotated": len(logs)}))
 
 
 # The bookkeeping lane, shared with reconciliation: both are short and periodic.
 @dg.job(name="prune_history", tags={LANE: "bookkeeping", MAX_RUNTIME: "1800"})
 def prune_history_job():
-    """Retention: prune published batches' lakeFS tags and Dagster partitions, and old runs."""
+    """Retention: prune published batches' lakeFS tags and Dagster partitions and old runs; rotate the
+    local stack's service logs."""
     prune_expired_state()
 
 prune_history_hourly = dg.ScheduleDefinition(
