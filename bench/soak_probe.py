@@ -44,6 +44,18 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _pss_mb(pid: int) -> float | None:
+    """Proportional set size: shared pages divided among the processes that map them, so the PSS of
+    PostgreSQL's backends adds up without counting its shared buffers once per backend."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def _stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/<pid>/stat`` after the command name (state, parent, …), None once gone."""
     try:
@@ -92,7 +104,8 @@ class _Periodic(threading.Thread):
 
 class RssSampler(_Periodic):
     """Every ``every`` seconds, the RSS of each process whose role ``ROLES`` names, plus the JVM under
-    the stream driver (``stream driver JVM``); keyed by role and pid."""
+    the stream driver (``stream driver JVM``), keyed by role and pid; and the summed PSS of
+    PostgreSQL's backends (FerretDB's and lakeFS's storage) as ``postgres backends (PSS)``."""
 
     def __init__(self, stream_pid: int, every: float = 30.0):
         super().__init__(every)
@@ -103,11 +116,14 @@ class RssSampler(_Periodic):
     def sample(self) -> None:
         now = time.time()
         self.cpu.append((now, "machine (all processes)", 0, _machine_busy_seconds()))
+        backends = 0.0  # PostgreSQL's backends come and go with their clients (FerretDB's, lakeFS's pools)
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
             pid = int(entry)
             command = _cmdline(pid)
+            if command.startswith("postgres: "):
+                backends += _pss_mb(pid) or 0.0
             role = next((name for pattern, name in ROLES if pattern in command), None)
             if role is None and "java" in command.split(" ", 1)[0] and _parent(pid) == self.stream_pid:
                 role = "stream driver JVM"
@@ -115,6 +131,8 @@ class RssSampler(_Periodic):
             if rss:
                 self.samples.append((now, role, pid, rss))
                 self.cpu.append((now, role, pid, _cpu_seconds(pid) or 0.0))
+        if backends:
+            self.samples.append((now, "postgres backends (PSS)", 0, backends))
 
     def trends(self, first: tuple[float, float], last: tuple[float, float]) -> dict[str, dict]:
         """Per role (a process alive in both windows), mean RSS in the ``first`` and ``last`` windows
