@@ -2,8 +2,9 @@
 
 Creates what the pipeline expects to exist, with the same code the native local stack runs after
 `evcharging stack up`: the Kafka topics, the MinIO bucket, lakeFS's admin (on first start) and
-repository (stored in that bucket) and the ClickHouse database. Everything comes from the EVCHARGING_* settings; a step
-whose service is managed elsewhere can be skipped with INIT_SKIP=minio,kafka,…
+repository (stored in that bucket) and the ClickHouse database. Everything comes from the
+EVCHARGING_* settings; a step whose service is managed elsewhere can be skipped with
+INIT_SKIP=minio,kafka,…
 Each step retries for a bounded time, then fails with the step's name.
 
     python /app/infra/compose/init.py
