@@ -34,26 +34,25 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _rss_mb(pid: int) -> float | None:
+def _proc_mb(pid: int, file: str, field: str) -> float | None:
+    """A ``field: <n> kB`` line of ``/proc/<pid>/<file>`` in MB; None once the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def _rss_mb(pid: int) -> float | None:
+    return _proc_mb(pid, "status", "VmRSS:")
 
 
 def _pss_mb(pid: int) -> float | None:
     """Proportional set size: shared pages divided among the processes that map them, so the PSS of
     PostgreSQL's backends adds up without counting its shared buffers once per backend."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return _proc_mb(pid, "smaps_rollup", "Pss:")
 
 
 def _stat(pid: int) -> list[str] | None:

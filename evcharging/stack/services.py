@@ -272,7 +272,8 @@ class LakeFSService(Service):
         return path if path.exists() else None
 
     def endpoint(self, s):
-        kv = (f"metadata in its local KV {self._local_kv(s)}, from an earlier stack" if self._local_kv(s)
+        local_kv = self._local_kv(s)
+        kv = (f"metadata in its local KV {local_kv}, from an earlier stack" if local_kv
               else f"metadata in PostgreSQL database {LAKEFS_DATABASE}")
         return f"{s.lakefs_endpoint} (repository {s.lakefs_repository}, {kv}, UI login = the lakeFS access key)"
 
@@ -330,8 +331,9 @@ class LakeFSService(Service):
         return _http_status(f"{s.lakefs_endpoint}/api/v1/healthcheck") == 204
 
     def initialise(self, s):
-        lakefs_resource(s).ensure_admin(s.lakefs_admin_user)
-        lakefs_resource(s).ensure_repository(f"s3://{s.minio_bucket}/{s.lakefs_repository}")
+        lakefs = lakefs_resource(s)
+        lakefs.ensure_admin(s.lakefs_admin_user)
+        lakefs.ensure_repository(f"s3://{s.minio_bucket}/{s.lakefs_repository}")
 
 
 
