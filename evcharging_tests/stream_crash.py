@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from evcharging.settings import PROJECT_DIR
 from evcharging.streaming.batches import branch_name
@@ -18,9 +19,26 @@ def _start(args: list[str]) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def kill_mid_batch_then_finish(repo, stream: str, args: list[str], batch_id: int = 2, timeout: float = 300) -> None:
+def session_java_args(session: int) -> list[str]:
+    """The command line of the java process in a session (the stream's Spark driver), or []."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # state ppid pgrp session ...
+            args = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:  # it ended while we looked
+            continue
+        if int(fields[3]) == session and args and Path(args[0]).name == "java":
+            return args
+    return []
+
+
+def kill_mid_batch_then_finish(repo, stream: str, args: list[str], batch_id: int = 2,
+                               timeout: float = 300) -> list[str]:
     """Kill the stream as soon as batch ``batch_id``'s branch exists (its files are being written,
-    nothing committed), check the batch was not tagged, then let a restart drain the topic."""
+    nothing committed), check the batch was not tagged, then let a restart drain the topic.
+    Returns the killed stream's JVM command line."""
     target = branch_name(stream, batch_id)
     proc = _start(args)
     try:
@@ -30,6 +48,7 @@ def kill_mid_batch_then_finish(repo, stream: str, args: list[str], batch_id: int
                 break
             time.sleep(0.05)
         assert proc.poll() is None, f"the stream ended before batch {batch_id}:\n" + proc.stdout.read().decode()[-3000:]
+        java = session_java_args(proc.pid)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -38,3 +57,4 @@ def kill_mid_batch_then_finish(repo, stream: str, args: list[str], batch_id: int
     restarted = _start(args)
     output, _ = restarted.communicate(timeout=timeout * 2)
     assert restarted.returncode == 0, output.decode()[-3000:]
+    return java

@@ -97,12 +97,20 @@ def session_extras(access_key_id: str, secret_access_key: str, cache_dir: Path) 
     }
 
 
-def build_spark_session(settings: Settings, app_name: str):
-    """A SparkSession for the project (one per process; getOrCreate reuses it)."""
+def build_spark_session(settings: Settings, app_name: str, conf: dict[str, str] | None = None):
+    """A SparkSession for the project (one per process; getOrCreate reuses it), with ``conf`` on top."""
     extras = session_extras(settings.require("lakefs_access_key_id"), settings.require("lakefs_secret_access_key"),
                             settings.cache_dir)
     return spark_session_from_config({**spark_config(settings), "spark.app.name": app_name, **extras,
-                                      **checkpoint_bucket_keys(settings)})
+                                      **checkpoint_bucket_keys(settings), **(conf or {})})
+
+
+def long_lived_driver(settings: Settings) -> dict[str, str]:
+    """A driver that lives as long as its process commits and touches its whole heap at start
+    (-Xms = spark.driver.memory), as Kafka's brokers do: its RSS then holds from the first batch
+    instead of creeping up while G1 grows the heap (the stream's JVM: 1.50 -> 1.67 GB over a
+    45-minute soak). A batch pass starts a JVM per run and keeps the lazily grown heap."""
+    return {"spark.driver.extraJavaOptions": f"-Xms{settings.spark_driver_memory} -XX:+AlwaysPreTouch"}
 
 
 class SparkResource(LazyPySparkResource):

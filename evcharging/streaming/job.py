@@ -150,7 +150,7 @@ def _supervise(query, stop: threading.Event, watch: OutageWatch, drain_timeout: 
 def run(s: Settings, options: StreamOptions, drain_timeout: float = 300) -> None:
     """Run until stopped (or, with ``available_now``, until the topic is drained), waiting out
     outages of Kafka, lakeFS and MinIO shorter than the window."""
-    from evcharging.resources.spark import build_spark_session
+    from evcharging.resources.spark import build_spark_session, long_lived_driver
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,7 +159,7 @@ def run(s: Settings, options: StreamOptions, drain_timeout: float = 300) -> None
     if watch.down():
         watch.wait_until_up("at start")
     preflight(s, options)
-    spark = build_spark_session(s, f"evcharging-stream-{options.stream_name}")
+    spark = build_spark_session(s, f"evcharging-stream-{options.stream_name}", long_lived_driver(s))
     spark.sparkContext.setLogLevel("WARN")
     _quiet_outage_noise(spark)
     try:

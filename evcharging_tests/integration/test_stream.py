@@ -213,9 +213,12 @@ def test_stream_killed_mid_batch_resumes_exactly_once(spark, stack_settings, pro
     through Hadoop's FileSystem, like the offset log the stream reads each batch's offsets from)."""
     checkpoint = (str(tmp_path / "checkpoint") if where == "folder"
                   else f"s3a://{stack_settings.minio_checkpoint_bucket}/tests/{produced['stream']}")
-    kill_mid_batch_then_finish(lakefs_resource(stack_settings).repo(), produced["stream"], [
+    java = kill_mid_batch_then_finish(lakefs_resource(stack_settings).repo(), produced["stream"], [
         "--stream-name", produced["stream"], "--topic", produced["topic"], "--checkpoint", checkpoint,
         "--max-offsets-per-trigger", "40"])
+    # The long-lived driver's heap is committed at start, so its RSS does not creep up for hours.
+    heap = stack_settings.spark_driver_memory
+    assert {f"-Xms{heap}", f"-Xmx{heap}", "-XX:+AlwaysPreTouch"} <= set(java), java
     _assert_exactly_once(spark, stack_settings, produced)
     if where == "object storage":  # Spark's offset log is in the bucket, and nothing on this disk
         keys = [o["Key"] for o in minio_s3_client(stack_settings).list_objects_v2(
