@@ -45,7 +45,7 @@ hour, and the reconciliation at the end (the lanes' own once they caught up, the
 in process):
 
     python bench/bench_freshness.py --soak --vehicles 35000 --speed 4 --progress-interval 3.2 \
-        --start 2026-01-05T06:00:00+00:00 --fast-forward 2 --minutes 126
+        --start 2026-01-05T07:00:00+00:00 --fast-forward 2 --minutes 126
 
 Needs the local stack (`evcharging stack up`). Writes bench/results/freshness.json (aged:
 freshness-aged.json; soak: freshness-soak.json). Targets (issue 19): p50 ≤ 30 s and p95 ≤ 60 s at
