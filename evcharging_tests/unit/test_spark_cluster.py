@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from evcharging.resources.from_settings import spark_resource
-from evcharging.resources.spark import spark_config
+from evcharging.resources.spark import long_lived_driver, spark_config
 from evcharging.settings import Settings
 from evcharging.stack import spark_cluster, stack
 from evcharging.stack.services import SERVICES
@@ -67,6 +67,16 @@ def test_spark_config_on_a_cluster_shares_cores_and_runs_the_drivers_python(tmp_
     # The sessions lane's resource, as Dagster binds it, follows the mode too.
     lane = spark_resource(_settings(tmp_path, stack_mode="cluster"), secrets_as_env=True).spark_config
     assert lane["spark.master"] == "spark://127.0.0.1:7077" and lane["spark.cores.max"] == "1"
+
+
+def test_only_a_local_long_lived_driver_commits_its_heap_at_start(tmp_path, monkeypatch):
+    monkeypatch.delenv("EVCHARGING_SPARK_MASTER", raising=False)
+    monkeypatch.delenv("EVCHARGING_STACK_MODE", raising=False)
+    local = long_lived_driver(_settings(tmp_path, spark_driver_memory="3g"))
+    assert local["spark.driver.extraJavaOptions"].split() == ["-Xms3g", "-XX:+AlwaysPreTouch"]
+    # On a cluster the driver only plans: compose's stream container has no room for a touched heap.
+    assert long_lived_driver(_settings(tmp_path, stack_mode="cluster")) == {}
+    assert long_lived_driver(_settings(tmp_path, spark_master="spark://elsewhere:7077")) == {}
 
 
 def test_readiness_parsing():
