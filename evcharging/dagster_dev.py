@@ -52,7 +52,7 @@ def cancel_unfinished_runs(dagster_home: Path, why: str) -> int:
     return len(runs)
 
 
-def _group_alive(pgid: int) -> list[int]:
+def group_alive(pgid: int) -> list[int]:
     """Processes of the group that still run (zombies excluded)."""
     alive = []
     for entry in os.listdir("/proc"):
@@ -93,29 +93,29 @@ class DagsterDev:
         if self.proc is None:
             return
         started, pgid = time.monotonic(), self.proc.pid
-        with_runs = len(_group_alive(pgid))
+        with_runs = len(group_alive(pgid))
         say("stopping dagster dev (webserver, daemon, code server and any run in flight) …")
         try:
             os.killpg(pgid, signal.SIGINT)
         except ProcessLookupError:
             pass
-        while _group_alive(pgid) and time.monotonic() - started < _GRACE_SECONDS:
+        while group_alive(pgid) and time.monotonic() - started < _GRACE_SECONDS:
             time.sleep(0.2)
-        left = _group_alive(pgid)
+        left = group_alive(pgid)
         if left:
             for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        while _group_alive(pgid) and time.monotonic() - started < STOP_SECONDS - 2:
+        while group_alive(pgid) and time.monotonic() - started < STOP_SECONDS - 2:
             time.sleep(0.1)
         try:
             self.proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
             pass
         canceled = cancel_unfinished_runs(self.settings.dagster_home, "stopped with `evcharging dev`")
-        remaining = _group_alive(pgid)
+        remaining = group_alive(pgid)
         elapsed = time.monotonic() - started
         if remaining:
             say(f"dagster dev: processes {remaining} did not stop within {elapsed:.0f} s")

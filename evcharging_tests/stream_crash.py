@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from evcharging.dagster_dev import group_alive
 from evcharging.settings import PROJECT_DIR
 from evcharging.streaming.batches import branch_name
 
@@ -19,17 +20,14 @@ def _start(args: list[str]) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def session_java_args(session: int) -> list[str]:
-    """The command line of the java process in a session (the stream's Spark driver), or []."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def group_java_args(pgid: int) -> list[str]:
+    """The command line of the java process in a process group (the stream's Spark driver), or []."""
+    for pid in group_alive(pgid):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # state ppid pgrp session ...
-            args = [a.decode() for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+            args = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
         except OSError:  # it ended while we looked
             continue
-        if int(fields[3]) == session and args and Path(args[0]).name == "java":
+        if args and Path(args[0]).name == "java":
             return args
     return []
 
@@ -48,7 +46,7 @@ def kill_mid_batch_then_finish(repo, stream: str, args: list[str], batch_id: int
                 break
             time.sleep(0.05)
         assert proc.poll() is None, f"the stream ended before batch {batch_id}:\n" + proc.stdout.read().decode()[-3000:]
-        java = session_java_args(proc.pid)
+        java = group_java_args(proc.pid)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
