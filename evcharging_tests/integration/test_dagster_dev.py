@@ -30,8 +30,10 @@ def _asset_keys() -> list[str]:
 
 def test_dagster_dev_serves_the_asset_graph(stack_settings, tmp_path):
     env = {**os.environ, "EVCHARGING_DATA_DIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(PORT)], cwd=PROJECT_DIR,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:  # a file, not a pipe: nothing reads a pipe while the test waits
+        proc = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(PORT)], cwd=PROJECT_DIR,
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     keys: list[str] = []
     try:
         deadline = time.monotonic() + 180
@@ -43,7 +45,7 @@ def test_dagster_dev_serves_the_asset_graph(stack_settings, tmp_path):
             except OSError:
                 pass
             time.sleep(1)
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

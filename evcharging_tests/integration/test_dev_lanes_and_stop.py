@@ -96,8 +96,13 @@ def test_publishing_goes_on_while_the_warehouse_is_held_and_ctrl_c_stops_it_all(
     holder = subprocess.Popen([sys.executable, "-c", HOLD_CHDB, str(data_dir / "chdb")], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    dev = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(PORT)], cwd=PROJECT_DIR,
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    dev_log = tmp_path / "dev.log"
+    # A file, not a pipe: nothing reads a pipe while the test waits. A run here writes ~36 KB (the daemon's
+    # ticks, the runs' events); a slower one fills a pipe's 64 KiB, and then every writer blocks, `evcharging
+    # dev` too on its "stopped" line after Ctrl-C (CI once timed out there).
+    with open(dev_log, "wb") as out:
+        dev = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(PORT)], cwd=PROJECT_DIR,
+                               env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     home = data_dir / "dagster_home"
     repo = lakefs.repo()
     in_lane: list[int] = []  # runs of the events lane running at once, at every look
@@ -111,7 +116,7 @@ def test_publishing_goes_on_while_the_warehouse_is_held_and_ctrl_c_stops_it_all(
         # `evcharging dev` creates the instance's storage first; opening it from here at the same
         # moment would stamp its schema twice (alembic then finds two heads and refuses it).
         _wait(lambda: _ui_answers() or dev.poll() is not None, "the Dagster UI of `evcharging dev` to answer")
-        assert dev.poll() is None, dev.stdout.read()[-3000:]
+        assert dev.poll() is None, dev_log.read_text(errors="replace")[-3000:]
 
         def merged(batch_id: int) -> bool:
             lane_running()
@@ -135,7 +140,7 @@ def test_publishing_goes_on_while_the_warehouse_is_held_and_ctrl_c_stops_it_all(
         dev.wait(timeout=30)
         assert time.monotonic() - stopping <= 20
         assert not _alive(started), _alive(started)
-        output = dev.stdout.read()
+        output = dev_log.read_text(errors="replace")
         assert "dagster dev stopped in" in output, output[-2000:]
         with dg.DagsterInstance.from_config(str(home)) as instance:  # interrupted: never left "in progress"
             assert instance.get_run_by_id(in_flight.run_id).status in (dg.DagsterRunStatus.FAILURE,
