@@ -33,6 +33,9 @@ is real, as above:
     python bench/bench_freshness.py --vehicles 35000 --speed 30 --progress-interval 12 \
         --start 2026-01-05T08:00:00+00:00 --minutes 13 --aged-events 250000000
 
+The simulator writes JSON, as by default; ``--encoding avro`` runs the same benchmark with Avro
+records (Confluent's wire format; the stream reads both), written to ``*-avro.json``.
+
 The history's batches carry an earlier stream's name (``<stream>aged``): the stream numbers its
 batches from 0 and would meet its own tags. Reading the freshness at the end looks only at the
 simulator run's events (``run_id``), never at the history.
@@ -411,6 +414,9 @@ def main() -> int:
     parser.add_argument("--fast-forward", type=float, default=0.0, metavar="HOURS",
                         help="the simulator emits its first HOURS at once, then paces (a day under way: the soak "
                         "starts at a steady rate instead of ramping up); counted outside the measured window")
+    parser.add_argument("--encoding", choices=("json", "avro"), default="json",
+                        help="the simulator's record encoding (the stream reads both); results of an Avro run "
+                             "are written with an -avro suffix")
     parser.add_argument("--soak", action="store_true", help="issue 19's soak: also sample every long-lived "
                         "process's RSS, the disk added, runs per hour, the first and last 15 minutes' freshness, "
                         "and reconcile at the end (writes freshness-soak.json)")
@@ -458,8 +464,8 @@ def main() -> int:
     sim = subprocess.Popen([sys.executable, "-m", "simulator", "--vehicles", str(args.vehicles), "--duration", f"{hours:.3f}",
                             "--start", args.start, "--speed", str(args.speed), "--sink", "kafka",
                             "--progress-interval", str(args.progress_interval), "--fast-forward", str(args.fast_forward),
-                            "--manifest", str(manifest_path), "--quiet"], cwd=ROOT, env=os.environ.copy(),
-                           start_new_session=True)
+                            "--encoding", args.encoding, "--manifest", str(manifest_path), "--quiet"], cwd=ROOT,
+                           env=os.environ.copy(), start_new_session=True)
     sampler = soak_probe.RssSampler(stream.pid) if args.soak else None
     tables = data_dir / "chdb" / "data" / settings.clickhouse_database
     parts = soak_probe.PartsSampler({t: tables / t for t in ("fact_charging_events", "session_events_open")}) \
@@ -553,7 +559,8 @@ def main() -> int:
     results = {
         "mode": "dagster dev (daemon, queued run coordinator, default run launcher), continuous stream",
         "stack": stack_setup(settings),  # the environment's EVCHARGING_STACK_MODE, not a setting this bench changes
-        "vehicles": args.vehicles, "speed": args.speed, "progress_interval": args.progress_interval,
+        "encoding": args.encoding, "vehicles": args.vehicles, "speed": args.speed,
+        "progress_interval": args.progress_interval,
         "start": args.start, "events": manifest["events_total"],
         "events_per_s": rate, "steady_window_s": hi - lo, "steady_events_measured": int(steady.size),
         "p50_s": float(np.percentile(steady, 50)), "p95_s": float(np.percentile(steady, 95)),
@@ -568,12 +575,13 @@ def main() -> int:
     if args.soak:
         results["soak"] = soak_figures(settings, args, sent[ok], fresh[ok], lo, hi, sampler, parts, disk_paths,
                                        disk_before, manifest, jobs, spans, drained - started_at, lane_check)
-    out = ROOT / "bench" / "results" / ("freshness-soak.json" if args.soak else
-                                        "freshness-aged.json" if aged else "freshness.json")
+    name = "freshness-soak" if args.soak else "freshness-aged" if aged else "freshness"
+    out = ROOT / "bench" / "results" / f"{name}{'-avro' if args.encoding == 'avro' else ''}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"mode            : {results['mode']}")
     print(f"stack           : {describe(results['stack'])}")
+    print(f"encoding        : {args.encoding} (the simulator's records on Kafka)")
     print(f"instance        : " + (f"aged, SYNTHESIZED history of {aged['events']:,} events, {aged['batches']:,} "
                                    f"published batches, {aged['runs']:,} runs" if aged else "empty"))
     print(f"steady rate     : {rate:,.0f} events/s for {hi - lo:.0f} s ({steady.size:,} events; "
