@@ -33,7 +33,7 @@ is real, as above:
     python bench/bench_freshness.py --vehicles 35000 --speed 30 --progress-interval 12 \
         --start 2026-01-05T08:00:00+00:00 --minutes 13 --aged-events 250000000
 
-The simulator writes JSON, as by default; ``--encoding avro`` runs the same benchmark with Avro
+The simulator writes JSON (its default); ``--encoding avro`` runs the same benchmark with Avro
 records (Confluent's wire format; the stream reads both), written to ``*-avro.json``.
 
 The history's batches carry an earlier stream's name (``<stream>aged``): the stream numbers its
