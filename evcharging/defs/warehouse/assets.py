@@ -3,8 +3,9 @@
 Every asset here opens and closes its warehouse connection within the step; opening waits for
 chDB's directory lock (one process at a time). Most also declare ``pool="warehouse"``, so that
 steps queue in Dagster rather than in that wait. The event fact and the time dimension do not:
-publish runs load them, and a pool slot held by a step that waits for chDB (a refresh behind a
-user's query) would stall publishing, whereas the lock wait gives way after 15 s. The event fact
+publish runs load them, in one step and one warehouse session, and a pool slot held by a step that
+waits for chDB (a refresh behind a user's query) would stall publishing, whereas the lock wait
+gives way after 15 s. The event fact
 loads exactly what a lakeFS commit added (see :mod:`evcharging.warehouse.load`) and carries that
 commit as its data version: ClickHouse reads the added event files from lakeFS itself. Spark then
 summarises the sessions in a step of its own, in its own job, so that starting a JVM never delays
@@ -67,10 +68,10 @@ class WarehouseLoadConfig(dg.Config):
     commit: str | None = Field(None, description="lakeFS commit to load; default: lake_main's latest, else main's head.")
     full_reload: bool = Field(False, description="Re-read every event file of the commit, not just what it added.")
     give_way_after_seconds: float | None = Field(
-        None, description="If another process holds the warehouse (chDB) longer than this, do not load here: leave "
-                          "it to a refresh. Unset: the run's evcharging/give_way_after_seconds tag (publish runs "
-                          "have it, so that publishing waits only that long on warehouse work), else as long as the "
-                          "warehouse resource says.")
+        None, description="If another process holds the warehouse (chDB) longer than this, do not load (or extend "
+                          "dim_time) here: leave it to a refresh. Unset: the run's evcharging/give_way_after_seconds "
+                          "tag (publish runs have it, so that publishing waits only that long on warehouse work), "
+                          "else as long as the warehouse resource says.")
 
 
 def target_commit(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource) -> str:
@@ -96,40 +97,69 @@ def _give_way_after(context: dg.AssetExecutionContext, configured: float | None)
     return float(tagged) if tagged else None
 
 
-# output_required=False: a publish run that gives way to a busy warehouse records no load.
-# pool="fact_events": one writer of the fact at a time, whichever job (or a hand-made run) loads it.
-@dg.asset(key=FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
-          freshness_policy=FRESHNESS, retry_policy=TRANSIENT_RETRY, output_required=False, pool="fact_events")
+_FACT_EVENTS_DOC = """Every charging event on lakeFS main, loaded by ClickHouse straight from the Parquet files each
+main commit added (read at the commit id over lakeFS's S3 gateway; one ``s3()`` per file, no Spark);
+one row per event (ReplacingMergeTree on the event's identity, read with FINAL), sorted by station
+and time for time-series queries; filter event_type = 'charging_progress' for the progress curve.
+Its data version is the lakeFS commit loaded; the events are queryable when the step ends. The
+row count is the sum of every load's events (``load_log``); the preview shows this load's newest."""
+
+_DIM_TIME_DOC = """One row per hour from the first arrival to the last event: date parts, weekday, weekend.
+Extended by the hours the loads reached (from ``load_log``), never rebuilt; in the same step and
+warehouse session as the events' load."""
+
+
+# One step loads the events and extends dim_time, in one warehouse session: opening and closing chDB
+# costs what its parts cost (and closing lets merges finish), so a publish run pays it once.
+# skippable: a publish run that gives way to a busy warehouse records no load (and dim_time catches
+# up in the next run). pool="fact_events": one writer of the fact at a time, whichever job (or a
+# hand-made run) loads it. can_subset: dim_time alone (by hand) extends it without loading.
+@dg.multi_asset(
+    name="load_charging_events", can_subset=True, retry_policy=TRANSIENT_RETRY, pool="fact_events",
+    specs=[dg.AssetSpec(FACT_EVENTS, deps=[LAKE_MAIN], group_name=GROUP, kinds={"clickhouse", "lakefs"},
+                        freshness_policy=FRESHNESS, skippable=True, description=_FACT_EVENTS_DOC),
+           dg.AssetSpec(DIM_TIME, deps=[FACT_EVENTS], group_name=GROUP, kinds={"clickhouse"}, skippable=True,
+                        description=_DIM_TIME_DOC)])
 @transient_only
-def fact_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
+def load_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoadConfig, lakefs: LakeFSResource,
                          warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
-    """Every charging event on lakeFS main, loaded by ClickHouse straight from the Parquet files each
-    main commit added (read at the commit id over lakeFS's S3 gateway; one ``s3()`` per file, no Spark);
-    one row per event (ReplacingMergeTree on the event's identity, read with FINAL), sorted by station
-    and time for time-series queries; filter event_type = 'charging_progress' for the progress curve.
-    Its data version is the lakeFS commit loaded; the events are queryable when this step ends. The
-    row count is the sum of every load's events (``load_log``); the preview shows this load's newest."""
+    """Load the events main's commit added into ``fact_charging_events``, then extend ``dim_time``
+    to the hours they reach, holding the warehouse once for both."""
     db = warehouse.database
+    load, extend = FACT_EVENTS in context.selected_asset_keys, DIM_TIME in context.selected_asset_keys
     give_way = _give_way_after(context, config.give_way_after_seconds)
+    report = None
     try:
         with warehouse.connect(on_wait=context.log.info, wait_seconds=give_way) as wh:
-            commit = target_commit(context, config, lakefs)  # chosen while holding the warehouse
-            report = load_lake_commit(wh, db, None, lakefs, commit, config.full_reload, log=context.log.info)
-            total, _ = loaded_totals(wh, db)
-            lag = warehouse_lag(wh, db, lakefs, report.commit).metadata()  # plotted over materializations
+            if load:
+                commit = target_commit(context, config, lakefs)  # chosen while holding the warehouse
+                report = load_lake_commit(wh, db, None, lakefs, commit, config.full_reload, log=context.log.info)
+                total, _ = loaded_totals(wh, db)
+                lag = warehouse_lag(wh, db, lakefs, report.commit).metadata()  # plotted over materializations
+            if extend:
+                added = extend_dim_time(wh, db)
+                time_metadata = _table_metadata(wh, db, "dim_time", "hour DESC")
     except WarehouseBusyError as busy:
         if give_way is None:
             raise
-        context.log.warning(f"{busy}: the load is left to a later run of the events lane (main_commits asks for it)")
+        context.log.warning(f"{busy}: the load and dim_time are left to a later run of the events lane "
+                            "(main_commits asks for it)")
         return
+    if report is not None:
+        yield _events_result(context, db, lakefs, report, total, lag)
+    if extend:
+        yield dg.MaterializeResult(asset_key=DIM_TIME, metadata={**time_metadata, "hours_added": added})
+
+
+def _events_result(context: dg.AssetExecutionContext, db: str, lakefs: LakeFSResource, report, total: int,
+                   lag: dict) -> dg.MaterializeResult:
     if report.already_loaded:
         context.log.info(f"the warehouse already holds {report.commit[:12]}: nothing to do")
-    preview = report.preview or "(no new events in this load)"
     # report.commit is what the warehouse now holds: the target, or a newer commit an earlier load reached
     commit = report.commit
-    yield dg.MaterializeResult(data_version=dg.DataVersion(commit), metadata={
+    return dg.MaterializeResult(asset_key=FACT_EVENTS, data_version=dg.DataVersion(commit), metadata={
         "dagster/row_count": total, "dagster/table_name": f"{db}.fact_charging_events",
-        "preview": dg.MetadataValue.md(preview), **lag,
+        "preview": dg.MetadataValue.md(report.preview or "(no new events in this load)"), **lag,
         "lakefs_commit": commit, "lakefs_url": dg.MetadataValue.url(lakefs.commit_url(commit)),
         "previous_commit": report.previous_commit or "none", "files_added": report.files,
         "already_loaded": report.already_loaded, "events_read": report.events_read,
@@ -195,29 +225,6 @@ def dim_vehicles(mongo: MongoResource, warehouse: WarehouseResource) -> dg.Mater
     with warehouse.connect() as wh:
         rebuild_dim_vehicles(wh, warehouse.database, documents)
         return dg.MaterializeResult(metadata=_table_metadata(wh, warehouse.database, "dim_vehicles", "vehicle_model_id"))
-
-
-class DimTimeConfig(dg.Config):
-    wait_seconds: float = Field(15, description="How long to wait for a warehouse another process holds before "
-                                                "leaving the extension to the next run (it catches up then); a "
-                                                "publish run's evcharging/give_way_after_seconds tag, if shorter.")
-
-
-# In the publish job: a bounded wait, so that publishing never waits long on warehouse work.
-@dg.asset(key=DIM_TIME, deps=[FACT_EVENTS], group_name=GROUP, kinds={"clickhouse"}, output_required=False)
-def dim_time(context: dg.AssetExecutionContext, config: DimTimeConfig,
-             warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
-    """One row per hour from the first arrival to the last event: date parts, weekday, weekend.
-    Extended by the hours the loads reached (from ``load_log``), never rebuilt."""
-    wait = min(config.wait_seconds, _give_way_after(context, None) or config.wait_seconds)
-    try:
-        with warehouse.connect(on_wait=context.log.info, wait_seconds=wait) as wh:
-            added = extend_dim_time(wh, warehouse.database)
-            metadata = _table_metadata(wh, warehouse.database, "dim_time", "hour DESC")
-    except WarehouseBusyError as busy:
-        context.log.warning(f"{busy}: dim_time is extended by the next run")
-        return
-    yield dg.MaterializeResult(metadata={**metadata, "hours_added": added})
 
 
 # --- marts -------------------------------------------------------------------------------------------
