@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-from evcharging.settings import PROJECT_DIR
+from evcharging_tests.integration.dev import start_dev
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +30,7 @@ def _asset_keys() -> list[str]:
 def test_dagster_dev_serves_the_asset_graph(stack_settings, tmp_path):
     env = {**os.environ, "EVCHARGING_DATA_DIR": str(tmp_path)}
     log = tmp_path / "dev.log"
-    with open(log, "wb") as out:  # a file, not a pipe: nothing reads a pipe while the test waits
-        proc = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(PORT)], cwd=PROJECT_DIR,
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_dev(PORT, env, log)
     keys: list[str] = []
     try:
         deadline = time.monotonic() + 180

@@ -38,6 +38,7 @@ import pytest
 
 from evcharging.resources.from_settings import drop_repository, kafka_resource, scratch_repository
 from evcharging.settings import PROJECT_DIR, load_settings
+from evcharging_tests.integration.dev import start_dev
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -60,10 +61,7 @@ class Dagster:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**env, "EVCHARGING_DAGSTER_URL": self.url}
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(self.port)],
-                                         cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        self.proc = start_dev(self.port, env, log)
         self.log = log
 
     def query(self, query: str, variables: dict | None = None) -> dict:

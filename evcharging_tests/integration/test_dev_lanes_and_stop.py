@@ -21,9 +21,9 @@ import dagster as dg
 import pytest
 
 from evcharging.resources.from_settings import drop_repository, scratch_repository
-from evcharging.settings import PROJECT_DIR
 from evcharging.streaming.batches import branch_name
 from evcharging_tests.factories import session_events
+from evcharging_tests.integration.dev import start_dev
 from evcharging_tests.integration.test_wap import reference, write_batch  # noqa: F401 — the fixture
 
 pytestmark = pytest.mark.integration
@@ -97,12 +97,7 @@ def test_publishing_goes_on_while_the_warehouse_is_held_and_ctrl_c_stops_it_all(
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     dev_log = tmp_path / "dev.log"
-    # A file, not a pipe: nothing reads a pipe while the test waits. A run here writes ~36 KB (the daemon's
-    # ticks, the runs' events); a slower one fills a pipe's 64 KiB, and then every writer blocks, `evcharging
-    # dev` too on its "stopped" line after Ctrl-C (CI once timed out there).
-    with open(dev_log, "wb") as out:
-        dev = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(PORT)], cwd=PROJECT_DIR,
-                               env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    dev = start_dev(PORT, env, dev_log)
     home = data_dir / "dagster_home"
     repo = lakefs.repo()
     in_lane: list[int] = []  # runs of the events lane running at once, at every look

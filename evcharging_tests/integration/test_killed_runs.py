@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import dagster as dg
 import pytest
@@ -29,11 +28,12 @@ from evcharging.lake.ingest import read_events
 from evcharging.lake.main_ids import main_files
 from evcharging.lake.pending import ingest_branches
 from evcharging.resources.from_settings import drop_repository, scratch_repository, warehouse_resource
-from evcharging.settings import PROJECT_DIR, load_settings
+from evcharging.settings import load_settings
 from evcharging.streaming.batches import META
 from evcharging.warehouse.load import load_log
 from evcharging.warehouse.reconcile import reconcile
 from evcharging_tests.factories import session_events
+from evcharging_tests.integration.dev import start_dev
 from evcharging_tests.integration.test_dev_lanes_and_stop import _descendants, _runs, _wait
 from evcharging_tests.integration.test_wap import reference, write_batch  # noqa: F401 — the fixture
 
@@ -87,9 +87,7 @@ def test_runs_killed_mid_merge_and_mid_load_are_exact_after_the_sensors_rerun_th
     expected = set(s1 + s2)
 
     dev_log = tmp_path / "dev.log"
-    with open(dev_log, "wb") as out:  # a file, not a pipe: nobody reads a pipe while the test waits
-        dev = subprocess.Popen([sys.executable, "-m", "evcharging.cli", "dev", "--port", str(PORT)], cwd=PROJECT_DIR,
-                               env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    dev = start_dev(PORT, env, dev_log)
     home, repo = data_dir / "dagster_home", lakefs.repo()
     try:
         # The publish run holds after batch 0's copies left its branch, before the merge: killed.
