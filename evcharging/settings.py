@@ -232,6 +232,11 @@ class Settings(BaseSettings):
             return self.spark_master
         return f"spark://127.0.0.1:{self.spark_master_port}" if self.stack_mode == "cluster" else "local[2]"
 
+    @property
+    def spark_is_local(self) -> bool:
+        """Whether the driver also runs the executors (``local[*]``), rather than planning for a cluster's."""
+        return self.spark_master_url.startswith("local")
+
     @cached_property
     def chdb_dir(self) -> Path:
         return self.chdb_path or self.data_dir / "chdb"

@@ -112,7 +112,7 @@ def long_lived_driver(settings: Settings) -> dict[str, str]:
     45-minute soak). A batch pass starts a JVM per run and keeps the lazily grown heap. Only where
     the driver is also the executor (``local[*]``): on a cluster it only plans, and compose's stream
     container (1.25 GiB, the Python driver beside a 1 GB heap) has no room for a touched heap."""
-    if not settings.spark_master_url.startswith("local"):
+    if not settings.spark_is_local:
         return {}
     return {"spark.driver.extraJavaOptions": f"-Xms{settings.spark_driver_memory} -XX:+AlwaysPreTouch"}
 

@@ -220,7 +220,7 @@ def test_stream_killed_mid_batch_resumes_exactly_once(spark, stack_settings, pro
     # cluster's driver only plans and keeps a lazily grown heap.
     heap = stack_settings.spark_driver_memory
     touched = {f"-Xms{heap}", "-XX:+AlwaysPreTouch"}
-    if stack_settings.spark_master_url.startswith("local"):
+    if stack_settings.spark_is_local:
         assert touched | {f"-Xmx{heap}"} <= set(java), java
     else:
         assert f"-Xmx{heap}" in java and not touched & set(java), java

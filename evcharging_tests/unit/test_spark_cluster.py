@@ -51,6 +51,8 @@ def test_the_master_follows_the_mode_and_an_explicit_master_wins(tmp_path, monke
         == "spark://elsewhere:7077"
     monkeypatch.setenv("EVCHARGING_STACK_MODE", "cluster")
     assert Settings(data_dir=tmp_path).spark_master_url == "spark://127.0.0.1:7077"
+    assert not Settings(data_dir=tmp_path).spark_is_local
+    assert _settings(tmp_path, spark_master="local[*]").spark_is_local
 
 
 def test_spark_config_on_a_cluster_shares_cores_and_runs_the_drivers_python(tmp_path):
