@@ -37,8 +37,8 @@ def test_the_events_lane_as_defined_gives_way_to_a_held_warehouse_within_its_bou
     """Each job of the events lane as the code location defines it (its tags and resources), with its
     warehouse at chDB held by another process: the step that loads the events and extends dim_time
     gives way after PUBLISH_GIVES_WAY_AFTER_S, once (one warehouse session for both), and records
-    neither, so the run ends instead of waiting for the holder. The commit to load is chosen only once the warehouse is held,
-    so lakeFS is never asked."""
+    neither, so the run ends instead of waiting for the holder. The commit to load is chosen only
+    once the warehouse is held, so lakeFS is never asked."""
     from evcharging.definitions import defs
 
     monkeypatch.setenv("EVCHARGING_CHDB_PATH", str(held_chdb))

@@ -127,7 +127,6 @@ def load_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
     db = warehouse.database
     load, extend = FACT_EVENTS in context.selected_asset_keys, DIM_TIME in context.selected_asset_keys
     give_way = _give_way_after(context, config.give_way_after_seconds)
-    report = None
     try:
         with warehouse.connect(on_wait=context.log.info, wait_seconds=give_way) as wh:
             if load:
@@ -144,7 +143,7 @@ def load_charging_events(context: dg.AssetExecutionContext, config: WarehouseLoa
         context.log.warning(f"{busy}: the load and dim_time are left to a later run of the events lane "
                             "(main_commits asks for it)")
         return
-    if report is not None:
+    if load:
         yield _events_result(context, db, lakefs, report, total, lag)
     if extend:
         yield dg.MaterializeResult(asset_key=DIM_TIME, metadata={**time_metadata, "hours_added": added})
