@@ -33,8 +33,8 @@ is real, as above:
     python bench/bench_freshness.py --vehicles 35000 --speed 30 --progress-interval 12 \
         --start 2026-01-05T08:00:00+00:00 --minutes 13 --aged-events 250000000
 
-The simulator writes JSON (its default); ``--encoding avro`` runs the same benchmark with Avro
-records (Confluent's wire format; the stream reads both), written to ``*-avro.json``.
+The simulator writes its default encoding (Avro, Confluent's wire format); ``--encoding json`` runs
+the same benchmark with JSON records (the stream reads both), written to ``*-json.json``.
 
 The history's batches carry an earlier stream's name (``<stream>aged``): the stream numbers its
 batches from 0 and would meet its own tags. Reading the freshness at the end looks only at the
@@ -414,9 +414,9 @@ def main() -> int:
     parser.add_argument("--fast-forward", type=float, default=0.0, metavar="HOURS",
                         help="the simulator emits its first HOURS at once, then paces (a day under way: the soak "
                         "starts at a steady rate instead of ramping up); counted outside the measured window")
-    parser.add_argument("--encoding", choices=("json", "avro"), default="json",
-                        help="the simulator's record encoding (the stream reads both); results of an Avro run "
-                             "are written with an -avro suffix")
+    parser.add_argument("--encoding", choices=("json", "avro"),
+                        help="the simulator's record encoding (default: the simulator's, Avro; the stream reads "
+                             "both); the results of a run that chose one are written with its name as a suffix")
     parser.add_argument("--soak", action="store_true", help="issue 19's soak: also sample every long-lived "
                         "process's RSS, the disk added, runs per hour, the first and last 15 minutes' freshness, "
                         "and reconcile at the end (writes freshness-soak.json)")
@@ -464,7 +464,8 @@ def main() -> int:
     sim = subprocess.Popen([sys.executable, "-m", "simulator", "--vehicles", str(args.vehicles), "--duration", f"{hours:.3f}",
                             "--start", args.start, "--speed", str(args.speed), "--sink", "kafka",
                             "--progress-interval", str(args.progress_interval), "--fast-forward", str(args.fast_forward),
-                            "--encoding", args.encoding, "--manifest", str(manifest_path), "--quiet"], cwd=ROOT,
+                            *(["--encoding", args.encoding] if args.encoding else []),
+                            "--manifest", str(manifest_path), "--quiet"], cwd=ROOT,
                            env=os.environ.copy(), start_new_session=True)
     sampler = soak_probe.RssSampler(stream.pid) if args.soak else None
     tables = data_dir / "chdb" / "data" / settings.clickhouse_database
@@ -559,7 +560,7 @@ def main() -> int:
     results = {
         "mode": "dagster dev (daemon, queued run coordinator, default run launcher), continuous stream",
         "stack": stack_setup(settings),  # the environment's EVCHARGING_STACK_MODE, not a setting this bench changes
-        "encoding": args.encoding, "vehicles": args.vehicles, "speed": args.speed,
+        "encoding": manifest["parameters"]["encoding"], "vehicles": args.vehicles, "speed": args.speed,
         "progress_interval": args.progress_interval,
         "start": args.start, "events": manifest["events_total"],
         "events_per_s": rate, "steady_window_s": hi - lo, "steady_events_measured": int(steady.size),
@@ -576,12 +577,13 @@ def main() -> int:
         results["soak"] = soak_figures(settings, args, sent[ok], fresh[ok], lo, hi, sampler, parts, disk_paths,
                                        disk_before, manifest, jobs, spans, drained - started_at, lane_check)
     name = "freshness-soak" if args.soak else "freshness-aged" if aged else "freshness"
-    out = ROOT / "bench" / "results" / f"{name}{'-avro' if args.encoding == 'avro' else ''}.json"
+    out = ROOT / "bench" / "results" / f"{name}{f'-{args.encoding}' if args.encoding else ''}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"mode            : {results['mode']}")
     print(f"stack           : {describe(results['stack'])}")
-    print(f"encoding        : {args.encoding} (the simulator's records on Kafka)")
+    print(f"encoding        : {results['encoding']} (the simulator's records on Kafka"
+          f"{'' if args.encoding else ', its default'})")
     print(f"instance        : " + (f"aged, SYNTHESIZED history of {aged['events']:,} events, {aged['batches']:,} "
                                    f"published batches, {aged['runs']:,} runs" if aged else "empty"))
     print(f"steady rate     : {rate:,.0f} events/s for {hi - lo:.0f} s ({steady.size:,} events; "

@@ -48,9 +48,9 @@ def test_manifest_becomes_flat_metadata():
 def test_command_line_and_environment_come_from_config_and_resources():
     args = simulator_args(SimulationConfig(vehicles=50, hours=0.5, speed=0), seed=42)
     assert args[args.index("--vehicles") + 1] == "50" and args[args.index("--seed") + 1] == "42"
-    assert args[args.index("--sink") + 1] == "kafka" and args[args.index("--encoding") + 1] == "json"
-    avro = simulator_args(SimulationConfig(encoding="avro"), seed=42)
-    assert avro[avro.index("--encoding") + 1] == "avro"
+    assert args[args.index("--sink") + 1] == "kafka" and args[args.index("--encoding") + 1] == "avro"  # the default
+    json = simulator_args(SimulationConfig(encoding="json"), seed=42)
+    assert json[json.index("--encoding") + 1] == "json"
     env = simulator_env(KafkaResource(bootstrap_servers="k:1", events_topic="t"), MongoResource(url="mongodb://m/", database="d"))
     assert env["EVCHARGING_KAFKA_BOOTSTRAP_SERVERS"] == "k:1" and env["EVCHARGING_KAFKA_EVENTS_TOPIC"] == "t"
     assert env["EVCHARGING_MONGO_URL"] == "mongodb://m/" and env["EVCHARGING_MONGO_DATABASE"] == "d"

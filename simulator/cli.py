@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from simulator.avro import DEFAULT_KAFKA_ENCODING
 from simulator.events import RunManifest
 from simulator.reference import ReferenceDataError, from_documents, load_from_mongodb
 from simulator.runner import run
@@ -66,9 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--charges-per-day", type=float, default=1.0,
                    help="mean charging visits per vehicle per day (default: 1)")
     p.add_argument("--sink", choices=("kafka", "file", "null"), default="kafka", help="default: kafka")
-    p.add_argument("--encoding", choices=("json", "avro"), default="json",
-                   help="of the events: JSON, or Avro in Confluent's wire format (simulator/avro.py); "
-                        "the stream reads both, even on one topic (default: json)")
+    p.add_argument("--encoding", choices=("json", "avro"),
+                   help="of the events: Avro in Confluent's wire format (simulator/avro.py), or JSON; the "
+                        f"stream reads both, even on one topic (default: {DEFAULT_KAFKA_ENCODING}; "
+                        "--sink file writes JSON lines)")
     p.add_argument("--out", help="JSON-lines output file for --sink file")
     p.add_argument("--manifest", help="also write the run manifest here (file sink default: OUT.manifest.json)")
     p.add_argument("--run-id", help="run id (default: derived from the seed and settings)")
@@ -187,8 +189,9 @@ def main(argv: list[str] | None = None, on_step=None) -> int:
     args = parser.parse_args(argv)
     if args.sink == "file" and not args.out:
         parser.error("--sink file needs --out PATH")
-    if args.sink == "file" and args.encoding != "json":
+    if args.sink == "file" and args.encoding not in (None, "json"):
         parser.error("--sink file writes JSON lines: use --encoding json")
+    args.encoding = args.encoding or ("json" if args.sink == "file" else DEFAULT_KAFKA_ENCODING)
     try:
         manifest = asyncio.run(main_async(args, on_step))
     except (ReferenceDataError, ConnectionError, ValueError) as exc:

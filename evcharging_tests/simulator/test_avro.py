@@ -11,8 +11,8 @@ import pytest
 from evcharging_tests.simulator.conftest import run_world
 from simulator import avro
 from simulator.avro import AvroSessionEventEncoder, avro_schema, decode, encode, load_schemas
-from simulator.cli import build_parser, main
-from simulator.events import FIELDS, decode as decode_json
+from simulator.cli import main
+from simulator.events import FIELDS, RunManifest, decode as decode_json
 from simulator.world import World, WorldConfig
 
 
@@ -69,4 +69,12 @@ def test_unknown_encodings_are_refused():
         World(*reference, WorldConfig(encoding="protobuf"))
     with pytest.raises(SystemExit):
         main(["--sink", "file", "--out", "x.jsonl", "--encoding", "avro"])
-    assert build_parser().parse_args([]).encoding == "json"
+
+
+def test_kafka_and_null_sinks_default_to_avro_a_file_to_json_lines(tmp_path):
+    run = ["--source", "synthetic", "--vehicles", "100", "--duration", "2", "--start", "2026-01-05T08:00:00+00:00", "--quiet"]
+    assert main([*run, "--sink", "null", "--manifest", str(tmp_path / "null.json")]) == 0
+    assert main([*run, "--sink", "file", "--out", str(tmp_path / "events.jsonl")]) == 0
+    null, file = (RunManifest.from_json((tmp_path / name).read_text()) for name in ("null.json", "events.jsonl.manifest.json"))
+    assert (null.parameters["encoding"], file.parameters["encoding"]) == ("avro", "json")
+    assert (tmp_path / "events.jsonl").read_bytes().startswith(b"{")

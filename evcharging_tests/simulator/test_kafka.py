@@ -1,11 +1,11 @@
 """Against a real Kafka broker: every event of a run lands in the topic exactly once, in session
-order, with the counts the run's manifest states; and a run stopped with Ctrl-C (SIGINT) mid-way
-flushes what it emitted and publishes a manifest that matches exactly what is in the topic."""
+order, with the counts the run's manifest states, in the default encoding (Avro); and a run stopped
+with Ctrl-C (SIGINT) mid-way flushes what it emitted and publishes a manifest that matches exactly
+what is in the topic."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -13,11 +13,13 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
+from operator import itemgetter
 from pathlib import Path
 
 import pytest
 
-from simulator.events import RunManifest, validate
+from simulator import avro
+from simulator.events import RunManifest, decode as decode_json, validate
 from simulator.sink import create_topics
 
 pytestmark = pytest.mark.integration
@@ -75,8 +77,13 @@ def _topic_state(stack_settings, topics, run_id: str):
     return events, manifests[0]
 
 
+def _decode(value: bytes) -> dict:
+    """One record in either encoding: the simulator writes Avro to Kafka by default, a file in JSON."""
+    return decode_json(value) if value[:1] == b"{" else avro.decode(value)
+
+
 def _assert_topic_matches_manifest(events, manifest: RunManifest) -> None:
-    decoded = [json.loads(value) for _, _, value in events]
+    decoded = [_decode(value) for _, _, value in events]
     assert all(validate(e) == [] for e in decoded)
     assert len({e["event_id"] for e in decoded}) == len(decoded) == manifest.events_total
     assert dict(Counter(e["event_type"] for e in decoded)) == {k: v for k, v in manifest.counts.items() if v}
@@ -97,13 +104,16 @@ def test_every_event_lands_exactly_once_with_the_manifest_counts(stack_settings,
     events, manifest = _topic_state(stack_settings, topics, f"kafka-{topics[0]}")
     assert not manifest.interrupted and manifest.sessions_started == manifest.sessions_completed > 0
     _assert_topic_matches_manifest(events, manifest)
-    # The topic holds exactly the stream the same run writes to a file.
+    assert manifest.parameters["encoding"] == "avro" and {value[0] for _, _, value in events} == {avro.MAGIC_BYTE}
+    # The topic holds exactly the events the same run writes to a file (there in JSON lines).
     out = tmp_path / "same.jsonl"
     replay = subprocess.run([sys.executable, "-m", "simulator", "--source", "synthetic", "--sink", "file", "--quiet",
                              "--out", str(out), *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             timeout=300)
     assert replay.returncode == 0
-    assert sorted(value for _, _, value in events) == sorted(out.read_bytes().splitlines())
+    by_id = itemgetter("event_id")
+    assert sorted((_decode(value) for _, _, value in events), key=by_id) == \
+        sorted((decode_json(line) for line in out.read_bytes().splitlines()), key=by_id)
 
 
 def test_sigint_mid_run_flushes_and_publishes_a_matching_manifest(stack_settings, topics):

@@ -13,6 +13,7 @@ from evcharging.resources.kafka import KafkaResource
 from evcharging.resources.mongo import MongoResource
 from evcharging.resources.simulator import SimulatorResource
 from evcharging.stream_observe import topic_offsets
+from simulator.avro import DEFAULT_KAFKA_ENCODING
 
 KAFKA_EVENTS = dg.AssetKey(["kafka", "ev_charging_events"])
 REFERENCE = [dg.AssetKey(["mongodb", "stations"]), dg.AssetKey(["mongodb", "vehicles"])]
@@ -27,8 +28,8 @@ class SimulationConfig(dg.Config):
                                                "each launch is a new simulator run (its events have new ids).")
     speed: float = Field(0.0, description="0 = as fast as possible, else real time × speed.")
     start: str = Field("2026-01-05T06:00:00+00:00", description="Simulated start (ISO-8601, UTC): a morning peak.")
-    encoding: Literal["json", "avro"] = Field("json", description="Of the events: JSON, or Avro in Confluent's wire "
-                                                                  "format; the stream reads both.")
+    encoding: Literal["avro", "json"] = Field(DEFAULT_KAFKA_ENCODING, description="Of the events: Avro in Confluent's "
+                                              "wire format (measured faster), or JSON; the stream reads both.")
 
 
 def seed_for_run(run_id: str) -> int:
@@ -53,11 +54,12 @@ def simulator_env(kafka: KafkaResource, mongo: MongoResource) -> dict[str, str]:
     name="simulator",
     specs=[dg.AssetSpec(
         KAFKA_EVENTS, deps=REFERENCE, group_name="stream", kinds={"kafka"},
-        description="The charging events topic (JSON, keyed by session): every event the SimPy simulator "
-                    "emitted, read by the Spark stream into lakeFS ingest branches. Materializing it runs the "
-                    "simulator on the MongoDB stations and vehicles (config: vehicles, hours, seed, speed); its "
-                    "run manifest becomes the metadata. Observations (sensor kafka_topic_observer) record the "
-                    "end offset per partition, events per second and the stream's lag.")],
+        description="The charging events topic (Avro in Confluent's wire format, or JSON; keyed by session): "
+                    "every event the SimPy simulator emitted, read by the Spark stream into lakeFS ingest "
+                    "branches. Materializing it runs the simulator on the MongoDB stations and vehicles (config: "
+                    "vehicles, hours, seed, speed, encoding); its run manifest becomes the metadata. "
+                    "Observations (sensor kafka_topic_observer) record the end offset per partition, events per "
+                    "second and the stream's lag.")],
 )
 def simulator_run(context: dg.AssetExecutionContext, config: SimulationConfig, simulator: SimulatorResource,
                   kafka: KafkaResource, mongo: MongoResource) -> dg.MaterializeResult:
