@@ -22,7 +22,7 @@ from evcharging.contracts import END_REASONS, EVENT_TYPES, FIELDS, RESCUED_COLUM
 from evcharging.transforms.avro import decode_avro, is_avro_record
 from simulator.avro import load_schemas
 
-_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 _NUMBER_KINDS = ("int", "float")
 _TEXT_KINDS = ("string", "timestamp")
 
@@ -57,7 +57,7 @@ def _field_reasons(raw: Column, keys: Column, event: Column) -> list[Column]:
 def _time_check(event: Column) -> tuple[Column, str]:
     """(broken?, reason) of event_time's format: a rule of its own, since the plain test of a JSON
     record has it in the reference shape already (one regular expression per record, not two)."""
-    return ~event["event_time"].rlike(_TIMESTAMP_PATTERN), "event_time: expected timestamp"
+    return ~event["event_time"].rlike(TIMESTAMP_PATTERN), "event_time: expected timestamp"
 
 
 def _rule_checks(event: Column) -> list[tuple[Column, Column | str]]:
@@ -89,7 +89,7 @@ def canonical_json_pattern() -> str:
     cannot read into its field shows as a null there, which the validity test rejects.
     """
     values = {"int": r"-?\d+", "float": r"-?\d[0-9.eE+-]*", "string": r'"[^"\\]*"',
-              "timestamp": f'"{_TIMESTAMP_PATTERN[1:-1]}"'}
+              "timestamp": f'"{TIMESTAMP_PATTERN[1:-1]}"'}
     parts = [f'"{f.name}":' + (f"(?:null|{values[f.kind]})" if f.nullable else values[f.kind]) for f in FIELDS]
     return r"^\{" + ",".join(parts) + r"\}$"
 
