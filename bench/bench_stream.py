@@ -16,7 +16,8 @@ sink:
 then the product itself, Kafka → lakeFS ingest branches, on each topic, and a profile of one batch
 of each (branch, Spark job for decode + classification + Parquet, commit, tag; and within the Spark
 job, reading → decoding → classifying → writing, each layer measured on the same records), with the
-classification by part: each of its output columns alone, and its regular expressions alone.
+classification by part: each of its output columns alone, and its regular expressions alone; and
+the lake rows written to noop, to local Parquet and through lakeFS, to tell the write from the path.
 
     python bench/bench_stream.py [--events 500000] [--max-offsets 200000]
 
@@ -31,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -44,7 +46,7 @@ from evcharging.resources.from_settings import lakefs_resource
 from evcharging.resources.kafka import create_topics
 from evcharging.resources.spark import build_spark_session
 from evcharging.settings import load_settings
-from evcharging.streaming.batches import TAG_PREFIX, IngestBatchWriter
+from evcharging.streaming.batches import TAG_PREFIX, IngestBatchWriter, branch_name
 from evcharging.streaming.job import StreamOptions, start_query
 from evcharging.transforms.avro import decode_avro
 from evcharging.transforms.ingest import TIMESTAMP_PATTERN, canonical_json_pattern, classify_records, valid_events
@@ -154,6 +156,27 @@ def timed_query(spark, settings, topic: str, max_offsets: int, sink: str, tmp: P
             "batch_latency_s_max": max(latencies) if latencies else None}
 
 
+def _timed_writes(records, lake_uri: str, local_dir: Path) -> dict[str, float]:
+    """The lake rows written three ways, each run once untimed first (its code compiled): to
+    ``noop``, as the product's Parquet (by event_date) to a local directory, and the same through
+    lakeFS's S3 gateway (the product's path, without its Observation)."""
+    seconds = {}
+    targets = {"noop": None, "local Parquet": f"file://{local_dir}", "Parquet through lakeFS": lake_uri}
+    for name, uri in targets.items():
+        def write() -> None:
+            rows = valid_events(classify_records(records))
+            if uri is None:
+                rows.write.format("noop").mode("overwrite").save()
+            else:
+                rows.write.mode("overwrite").partitionBy("event_date").parquet(uri)
+        write()
+        started = time.monotonic()
+        write()
+        seconds[name] = round(time.monotonic() - started, 3)
+    shutil.rmtree(local_dir, ignore_errors=True)
+    return seconds
+
+
 def profile_batch(spark, settings, topic: str, encoding: str, per_partition: int, stream: str) -> dict:
     """One batch's seconds per stage: inside its Spark job by layers (each measured alone on the
     same records, the differences being the layer's cost), then the writer's own stages."""
@@ -182,8 +205,11 @@ def profile_batch(spark, settings, topic: str, encoding: str, per_partition: int
         started = time.monotonic()
         frame.write.format("noop").mode("overwrite").save()
         parts[part] = round(time.monotonic() - started, 3)
+    # On the batch's own branch, after its commit: the scratch files go with the branch at clean-up.
+    writes = _timed_writes(records, writer.lakefs.s3a_uri(branch_name(stream, 1), "_bench_write"),
+                           settings.data_dir / "bench" / f"{stream}-write")
     return {"events": per_partition * PARTITIONS, **layers, **{f"writer: {k}": v for k, v in writer.last_stage_seconds.items()},
-            "classification parts": parts}
+            "classification parts": parts, "lake rows written": writes}
 
 
 def main() -> int:
@@ -238,9 +264,11 @@ def main() -> int:
     print("targets: avro lakeFS ≥ 50 % of noop; json lakeFS ≥ 80 % of its single-parse ceiling")
     for encoding, profile in profiles.items():
         print(f"one batch of {profile['events']:,} {encoding} events, seconds: " +
-              ", ".join(f"{k} {v:.2f}" for k, v in profile.items() if k not in ("events", "classification parts")))
+              ", ".join(f"{k} {v:.2f}" for k, v in profile.items() if k not in ("events", "classification parts", "lake rows written")))
         print(f"  classification by part (each includes the decode, read once more), seconds: " +
               ", ".join(f"{k} {v:.2f}" for k, v in profile["classification parts"].items()))
+        print(f"  lake rows written (read, decode and classification included), seconds: " +
+              ", ".join(f"{k} {v:.2f}" for k, v in profile["lake rows written"].items()))
     print(f"load average (1 min) during the run: {', '.join(f'{v:.1f}' for v in load)}")
     # Leave the lake as we found it: the benchmark's branches and tags are not data.
     repo = lakefs_resource(settings).repo()

@@ -95,18 +95,26 @@ def _chain(cases: list[tuple[Column, Column]], otherwise: Column) -> Column:
 def decode_avro(records: DataFrame, schemas: Mapping[int, Mapping[str, Any]]) -> tuple[DataFrame, AvroColumns]:
     """``records`` with one decoded column per known schema id (decoded only for its records), and
     the columns that read them."""
+    decoders, columns = avro_columns(schemas)
+    return (records.withColumns(decoders) if decoders else records), columns
+
+
+def avro_columns(schemas: Mapping[int, Mapping[str, Any]]) -> tuple[dict[str, Column], AvroColumns]:
+    """The expressions of :func:`decode_avro`, for any records with a ``value`` column: the decoded
+    column to add per known schema id (named ``_avro_<id>``), and the columns that read them."""
     from pyspark.sql.avro.functions import from_avro
 
     value = F.col("value")
     is_avro = is_avro_record(value)
     body = F.concat(F.expr(f"substr(value, {HEADER_BYTES + 1})"), F.lit(bytearray(_END_MARK)))
     header = value.substr(1, HEADER_BYTES)
+    decoders: dict[str, Column] = {}
     events, completes, decodeds, rescueds, reasons = [], [], [], [], []
     for schema_id, schema in sorted(schemas.items()):
         known = header == F.lit(bytearray(wire_header(schema_id)))
         column = f"_avro_{schema_id}"
         marked = {**schema, "fields": [*schema["fields"], _END_FIELD]}
-        records = records.withColumn(column, F.when(known, from_avro(body, json.dumps(marked), {"mode": "PERMISSIVE"})))
+        decoders[column] = F.when(known, from_avro(body, json.dumps(marked), {"mode": "PERMISSIVE"}))
         decoded = F.col(column)
         problems = schema_problems(schema)
         required = next((f["name"] for f in schema["fields"] if not _primitive(f["type"])[1]), None)
@@ -133,7 +141,7 @@ def decode_avro(records: DataFrame, schemas: Mapping[int, Mapping[str, Any]]) ->
               F.concat(F.lit("unknown Avro schema id "), F.conv(F.hex(value.substr(2, 4)), 16, 10))),
         *reasons]
     empty_struct = F.lit(None).cast(", ".join(f"{f.name}: {_SPARK_TYPES[f.kind]}" for f in FIELDS).join(("struct<", ">")))
-    return records, AvroColumns(
+    return decoders, AvroColumns(
         event=_chain(events, empty_struct), complete=_chain(completes, F.lit(False)),
         decoded=_chain(decodeds, F.lit(False)), rescued=_chain(rescueds, F.lit(None).cast("string")), reasons=reasons)
 
