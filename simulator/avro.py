@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.events import CONTRACT_VERSION, EVENT_TYPES, FIELDS, SessionEventEncoder, _DAYS, _clock, session_digest
+from simulator.events import decode as decode_json
 
 MAGIC_BYTE = 0
 HEADER_BYTES = 5  # magic byte + schema id
@@ -111,6 +112,12 @@ def decode(data: bytes, schemas: Mapping[int, Mapping[str, Any]] | None = None) 
     if schema_id not in schemas:
         raise ValueError(f"unknown Avro schema id {schema_id}")
     return schemaless_reader(io.BytesIO(data[HEADER_BYTES:]), _parsed(json.dumps(schemas[schema_id], sort_keys=True)))
+
+
+def decode_record(data: bytes, schemas: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """One Kafka record in either encoding, read by its first byte as the stream reads it: the magic
+    byte 0 is Avro (:func:`decode`), anything else JSON (``simulator.events.decode``)."""
+    return decode(data, schemas) if data[:1] == bytes([MAGIC_BYTE]) else decode_json(data)
 
 
 def _long(n: int) -> bytes:

@@ -25,7 +25,7 @@ from evcharging.streaming.batches import META, TAG_PREFIX, BatchConflictError, I
 from evcharging.streaming.job import StreamOptions, start_query
 from evcharging_tests.stream_crash import kill_mid_batch_then_finish
 from simulator.avro import AvroSessionEventEncoder, avro_schema, encode, schema_file, schema_text, wire_header
-from simulator.avro import decode as decode_avro
+from simulator.avro import decode as decode_avro, decode_record
 from simulator.events import SessionEventEncoder
 
 pytestmark = pytest.mark.integration
@@ -101,7 +101,7 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[str, int]:
 
 
 def _event_id(value: bytes) -> str:
-    return (decode_avro(value, produced_schemas()) if value[:1] == b"\x00" else json.loads(value))["event_id"]
+    return decode_record(value, produced_schemas())["event_id"]
 
 
 def _newer_writer_schema() -> dict:

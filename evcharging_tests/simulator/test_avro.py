@@ -4,6 +4,7 @@ and a newer writer's record is read by name (its new field kept, as in Avro's re
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -78,3 +79,9 @@ def test_kafka_and_null_sinks_default_to_avro_a_file_to_json_lines(tmp_path):
     null, file = (RunManifest.from_json((tmp_path / name).read_text()) for name in ("null.json", "events.jsonl.manifest.json"))
     assert (null.parameters["encoding"], file.parameters["encoding"]) == ("avro", "json")
     assert (tmp_path / "events.jsonl").read_bytes().startswith(b"{")
+
+
+def test_a_record_of_either_encoding_is_read_by_its_first_byte():
+    event = decode(AvroSessionEventEncoder("r", "s", "E", "E-1", "V", "m", "CCS", 0.0)
+                   .encode("session_started", 0, 0, 1.0, 0.0, 5.0))
+    assert avro.decode_record(encode(event)) == avro.decode_record(json.dumps(event).encode()) == event

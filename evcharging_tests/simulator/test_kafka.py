@@ -77,13 +77,8 @@ def _topic_state(stack_settings, topics, run_id: str):
     return events, manifests[0]
 
 
-def _decode(value: bytes) -> dict:
-    """One record in either encoding: the simulator writes Avro to Kafka by default, a file in JSON."""
-    return decode_json(value) if value[:1] == b"{" else avro.decode(value)
-
-
 def _assert_topic_matches_manifest(events, manifest: RunManifest) -> None:
-    decoded = [_decode(value) for _, _, value in events]
+    decoded = [avro.decode_record(value) for _, _, value in events]
     assert all(validate(e) == [] for e in decoded)
     assert len({e["event_id"] for e in decoded}) == len(decoded) == manifest.events_total
     assert dict(Counter(e["event_type"] for e in decoded)) == {k: v for k, v in manifest.counts.items() if v}
@@ -112,7 +107,7 @@ def test_every_event_lands_exactly_once_with_the_manifest_counts(stack_settings,
                             timeout=300)
     assert replay.returncode == 0
     by_id = itemgetter("event_id")
-    assert sorted((_decode(value) for _, _, value in events), key=by_id) == \
+    assert sorted((avro.decode_record(value) for _, _, value in events), key=by_id) == \
         sorted((decode_json(line) for line in out.read_bytes().splitlines()), key=by_id)
 
 
