@@ -6,9 +6,9 @@ steps queue in Dagster rather than in that wait. The event fact and the time dim
 publish runs load them, in one step and one warehouse session, and a pool slot held by a step that
 waits for chDB (a refresh behind a user's query) would stall publishing, whereas the lock wait
 gives way after 15 s. The event fact loads exactly what a lakeFS commit added (see
-:mod:`evcharging.warehouse.load`) and carries that commit as its data version: ClickHouse reads the added event files from lakeFS itself. Spark then
-summarises the sessions in a step of its own, in its own job, so that starting a JVM never delays
-the events. Dimensions of the reference data are rebuilt whole and swapped in; ``dim_time`` is
+:mod:`evcharging.warehouse.load`) and carries that commit as its data version: ClickHouse reads the
+added event files from lakeFS itself. Spark then summarises the sessions in a step of its own, in
+its own job, so that starting a JVM never delays the events. Dimensions of the reference data are rebuilt whole and swapped in; ``dim_time`` is
 extended; marts recompute only the days the last sessions passes touched. Re-materializing any of
 them leaves the same rows. Every figure a step records comes from what it added or from what is
 recorded (``load_log``, ``system.parts``), never from a scan of a table that grows with history.
