@@ -43,6 +43,7 @@ is never logged, and errors raised from it have the credentials masked.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -327,15 +328,23 @@ def _ended_sessions_sql(database: str, commits: list[str]) -> str:
             "GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0")
 
 
-def _session_events_sql(database: str, commits: str | list[str], indexed: bool = True) -> str:
+def _chunk_sql(chunk: tuple[int, int] | None) -> str:
+    """The condition that keeps chunk ``(i, of)`` of the sessions (by a hash of the session id, so a
+    session is always whole in one chunk); empty for all of them."""
+    return "" if chunk is None or chunk[1] == 1 else f" AND cityHash64(session_id) % {chunk[1]} = {chunk[0]}"
+
+
+def _session_events_sql(database: str, commits: str | list[str], indexed: bool = True,
+                        chunk: tuple[int, int] | None = None) -> str:
     """Every event of the sessions the loads ``commits`` touched that have ended, one row per event:
     from ``session_events_open``, sorted by session (``indexed``), else from the event fact
-    (the loads recorded before that table existed: a search of the whole fact, once)."""
+    (the loads recorded before that table existed: a search of the whole fact, once). ``chunk``:
+    only chunk ``(i, of)`` of those sessions (see :func:`_chunk_sql`)."""
     commits = [commits] if isinstance(commits, str) else commits
     if indexed:
         table = qualified(database, "session_events_open")
-        return (f"SELECT {_session_columns()} FROM {table} WHERE session_id IN ({_ended_sessions_sql(database, commits)}) "
-                "LIMIT 1 BY event_id")
+        return (f"SELECT {_session_columns()} FROM {table} WHERE session_id IN ({_ended_sessions_sql(database, commits)})"
+                f"{_chunk_sql(chunk)} LIMIT 1 BY event_id")
     events = qualified(database, "fact_charging_events")
     loads = ", ".join(sql_str(c) for c in commits)
     return f"""
@@ -343,12 +352,21 @@ SELECT {_session_columns()} FROM {events} FINAL
 WHERE session_id IN (
     SELECT session_id FROM {events}
     WHERE session_id IN (SELECT session_id FROM {events} WHERE load_commit IN ({loads}))
-    GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0)"""
+    GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0){_chunk_sql(chunk)}"""
 
 
-def session_events(wh, database: str, commits: str | list[str], indexed: bool = True):
+def session_events(wh, database: str, commits: str | list[str], indexed: bool = True,
+                   chunk: tuple[int, int] | None = None):
     """The events of :func:`_session_events_sql` as Arrow."""
-    return wh.query_arrow(_session_events_sql(database, commits, indexed))
+    return wh.query_arrow(_session_events_sql(database, commits, indexed, chunk))
+
+
+def session_event_count(wh, database: str, commits: list[str]) -> int:
+    """How many rows :func:`session_events` (indexed) holds for ``commits``, copies included: a count
+    in ClickHouse, no row leaves it."""
+    table = qualified(database, "session_events_open")
+    return int(wh.query_rows(f"SELECT count() FROM {table} "
+                             f"WHERE session_id IN ({_ended_sessions_sql(database, commits)})")[0][0])
 
 
 def close_sessions(wh, database: str, session_ids) -> tuple[int, int] | None:
@@ -384,14 +402,19 @@ def close_sessions(wh, database: str, session_ids) -> tuple[int, int] | None:
 COMPACT_OPEN_SESSIONS_MIN_ROWS = 1_000_000
 
 
+def _open_rows(wh, database: str) -> int:
+    """Rows in ``session_events_open``'s active parts, deleted ones included (from system.parts: no scan)."""
+    [(rows,)] = wh.query_rows(f"SELECT sum(rows) FROM system.parts WHERE database = {sql_str(database)} "
+                              "AND table = 'session_events_open' AND active")
+    return as_int(rows) or 0
+
+
 def compact_open_sessions(wh, database: str) -> tuple[int, int] | None:
     """Rewrite ``session_events_open`` without its deleted rows when they outnumber the live ones
     (and the table is bigger than ``COMPACT_OPEN_SESSIONS_MIN_ROWS``); return (rows on disk before,
     live rows) when it did, else None."""
     table = qualified(database, "session_events_open")
-    [(on_disk,)] = wh.query_rows(f"SELECT sum(rows) FROM system.parts WHERE database = {sql_str(database)} "
-                                 "AND table = 'session_events_open' AND active")
-    on_disk = as_int(on_disk) or 0
+    on_disk = _open_rows(wh, database)
     if on_disk < COMPACT_OPEN_SESSIONS_MIN_ROWS:
         return None
     live = int(wh.query_rows(f"SELECT count() FROM {table}")[0][0])
@@ -582,33 +605,60 @@ def session_days(sessions) -> list[date]:
 # Loads one sessions pass takes at most, oldest first: a backlog (Spark down for a weekend) is caught
 # up in passes of bounded size, and the SQL naming the loads stays far below max_query_size.
 MAX_LOADS_PER_PASS = 500
+# Events one Spark call summarises at most. A pass reads its sessions' events in chunks of whole
+# sessions of about this size, one chunk at a time: createDataFrame reads a chunk's Arrow batches
+# into the driver's heap (~250 bytes an event), and the Python process holds them too. Measured with
+# the default 2 GB driver: 7.6 M events summarised in 103 s, 15.2 M died with "Java heap space". So
+# without chunks, the first pass after an hour's backlog at 10,000 events/s would fail on every retry.
+MAX_EVENTS_PER_CHUNK = 2_000_000
+
+
+def _session_chunks(wh, database: str, commits: list[str], indexed: bool) -> int:
+    """How many chunks the pass over ``commits`` reads its events in (see ``MAX_EVENTS_PER_CHUNK``):
+    one whenever the whole open table fits; else from a count of the pass's own events."""
+    if not indexed or _open_rows(wh, database) <= MAX_EVENTS_PER_CHUNK:
+        return 1
+    return max(1, math.ceil(session_event_count(wh, database, commits) / MAX_EVENTS_PER_CHUNK))
 
 
 def sessionize_pending(connect: Callable, database: str, spark, log=None) -> SessionsReport:
     """Summarise the sessions of the loads not summarised yet (the oldest ``MAX_LOADS_PER_PASS``) in
     one Spark pass (``spark`` as in :func:`load_lake_commit`: started only when there is something
-    to do). ``connect()`` opens the warehouse; chDB is held only to read the sessions' events and
-    to write the rows back, never while Spark starts or works, so loads of new events go on
-    meanwhile. Recorded last in
-    ``session_log``: a crash before it repeats the pass, whose rows collapse under ``FINAL``.
+    to do), in chunks of at most ``MAX_EVENTS_PER_CHUNK`` events. ``connect()`` opens the warehouse;
+    chDB is held only to read a chunk's events and to write the rows back, never while Spark starts
+    or works, so loads of new events go on meanwhile. Recorded last in ``session_log``: a crash
+    before it repeats the pass, whose rows collapse under ``FINAL``.
 
     The report's ``through`` names the newest load whose sessions are in: the pass's own last load
     (read before the pass, so a load that lands meanwhile waits for the next pass), else the last
     one summarised before."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     with connect() as wh:
         ensure_tables(wh, database)
         pending = _unsessionized(wh, database)[:MAX_LOADS_PER_PASS]
         with_events = [load for load in pending if load.events_loaded]
         commits = [load.commit for load in with_events]
-        # Loads recorded before session_events_open existed have no span: their sessions are searched in the fact.
-        indexed = all(load.first_event_ms is not None for load in with_events)
-        events = session_events(wh, database, commits, indexed) if commits else None
         if not commits:  # loads that added no event (an empty main, a commit without event files): no Spark
             if pending:
                 record_sessionized(wh, database, [load.commit for load in pending], 0)
             return SessionsReport([], 0, 0.0, through=last_sessionized_commit(wh, database))
+        # Loads recorded before session_events_open existed have no span: their sessions are searched in the fact.
+        indexed = all(load.first_event_ms is not None for load in with_events)
+        chunks = _session_chunks(wh, database, commits, indexed)
+        events = session_events(wh, database, commits, indexed, (0, chunks))  # the first chunk, in this session
     started = time.monotonic()
-    sessions = summarise_sessions(spark() if callable(spark) else spark, events, commits[-1]) if events.num_rows else None
+    parts, read = [], []
+    for i in range(chunks):
+        if i:
+            with connect() as wh:
+                events = session_events(wh, database, commits, indexed, (i, chunks))
+        if events.num_rows:
+            parts.append(summarise_sessions(spark() if callable(spark) else spark, events, commits[-1]))
+            read.append(pc.unique(events["session_id"]))
+        events = None  # one chunk in memory at a time
+    sessions = pa.concat_tables(parts) if parts else None
     days = session_days(sessions) if sessions is not None else []
     with connect() as wh:
         if sessions is not None and sessions.num_rows:
@@ -616,11 +666,12 @@ def sessionize_pending(connect: Callable, database: str, spark, log=None) -> Ses
             record_session_counts(wh, database, commits[-1], sessions)
         written = sessions.num_rows if sessions is not None else 0
         record_sessionized(wh, database, [load.commit for load in pending], written, days)
-        compacted = close_sessions(wh, database, events["session_id"]) if events.num_rows else None
+        compacted = close_sessions(wh, database, pa.chunked_array(read)) if read else None
     if log and compacted:
         log(f"session_events_open rewritten without its deleted rows: {compacted[0]:,} rows on disk, "
             f"{compacted[1]:,} live")
     seconds = time.monotonic() - started
     if log:
-        log(f"Spark wrote {written} completed sessions for {len(commits)} loads in {seconds:.1f} s")
+        log(f"Spark wrote {written} completed sessions for {len(commits)} loads in {seconds:.1f} s"
+            + (f" ({chunks} chunks of at most {MAX_EVENTS_PER_CHUNK:,} events)" if chunks > 1 else ""))
     return SessionsReport(commits, written, round(seconds, 3), through=pending[-1].commit, days=days)

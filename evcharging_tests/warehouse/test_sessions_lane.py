@@ -85,3 +85,32 @@ def test_closed_sessions_leave_the_disk_once_they_outnumber_the_open_ones(wareho
         assert load_module.close_sessions(wh, DB, closing) == (4_000, 400)  # only cs-9 is open
         assert wh.query_rows(on_disk)[0][0] == 400
         assert wh.query_rows(f"SELECT DISTINCT session_id FROM {qualified(DB, 'session_events_open')}") == [("cs-9",)]
+
+
+def test_a_pass_reads_its_events_in_chunks_of_whole_sessions(lake, warehouse, spark, monkeypatch):
+    """A pass over more events than MAX_EVENTS_PER_CHUNK summarises them in several Spark calls of
+    whole sessions, one chunk in memory at a time; every session is written once, exactly as one
+    call would write it."""
+    import evcharging.warehouse.load as load_module
+
+    monkeypatch.setattr(load_module, "MAX_EVENTS_PER_CHUNK", 8)
+    calls = []
+    summarise = load_module.summarise_sessions
+    monkeypatch.setattr(load_module, "summarise_sessions",
+                        lambda s, events, commit: calls.append(events.num_rows) or summarise(s, events, commit))
+    lengths = {f"ch-{i}": n for i, n in enumerate((6, 3, 5, 4, 7, 2))}  # 27 events
+    rows = [e for i, (sid, n) in enumerate(lengths.items())
+            for e in session_events(sid, n, run_id="ch", first_offset=100 * i)]
+    commit = lake.commit(rows, "six sessions")
+    with warehouse.connect() as wh:
+        lake.start_warehouse_at_base(wh, DB)
+        load_lake_commit(wh, DB, None, lake.lakefs, commit)
+    report = sessionize_pending(warehouse.connect, DB, spark)
+    assert report.commits == [commit] and report.sessions_loaded == 6
+    assert len(calls) >= 2 and sum(calls) == 27  # ceil(27 / 8) = 4 chunks by hash, none split, none lost
+    with warehouse.connect() as wh:
+        sessions = wh.query_rows(f"SELECT session_id, event_count FROM {qualified(DB, 'fact_charging_sessions')} "
+                                 "ORDER BY session_id")  # no FINAL: a session written twice would show
+        still_open = wh.query_rows(f"SELECT count() FROM {qualified(DB, 'session_events_open')}")[0][0]
+    assert sessions == sorted(lengths.items())
+    assert still_open == 0  # every chunk's sessions were closed
