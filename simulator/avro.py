@@ -143,35 +143,61 @@ _NO_REASON = b"\x00"  # union branch 0: null
 _PACK3 = struct.Struct("<ddd").pack
 
 
+class _ByteDays(dict):
+    """Epoch day -> b'YYYY-MM-DDT' (the JSON encoder's day cache, as bytes)."""
+
+    def __missing__(self, day: int) -> bytes:
+        value = self[day] = _DAYS[day].encode()
+        return value
+
+
+_BYTE_DAYS = _ByteDays()
+_BYTE_CLOCK: list[bytes] = []  # second of the day -> b'HH:MM:SS', built on first use
+
+
+def _byte_clock() -> list[bytes]:
+    if not _BYTE_CLOCK:
+        _BYTE_CLOCK.extend(t.encode() for t in _clock())
+    return _BYTE_CLOCK
+
+
+def _literal(data: bytes) -> bytes:
+    """``data`` as a literal part of a bytes %-format."""
+    return data.replace(b"%", b"%%")
+
+
 class AvroSessionEventEncoder:
     """Encodes the events of one session in the wire format of schema ``CONTRACT_VERSION``,
     byte-identical to :func:`encode`; the same calls as ``SessionEventEncoder``.
 
-    What never changes within a session is encoded once; an event costs its timestamp, a varint
-    and one ``struct.pack`` of its three measurements.
+    What never changes within a session is encoded once, into one bytes %-format per event type
+    whose holes are the event id's seq, the seq, the timestamp's three parts and the measurements:
+    an event costs one format, a varint look-up and one ``struct.pack``.
     """
 
-    __slots__ = ("_head", "_run_session", "_where", "_wait", "_days", "_clock")
+    __slots__ = ("_formats", "_days", "_clock")
 
     def __init__(self, run_id: str, session_id: str, station_id: str, charger_id: str,
                  vehicle_id: str, vehicle_model_id: str, connector_type: str, wait_s: float) -> None:
         digest = session_digest(run_id, session_id)
-        self._head = wire_header(CONTRACT_VERSION) + _long(CONTRACT_VERSION) + _long(32) + digest.encode()
-        self._run_session = _string(run_id) + _string(session_id)
-        self._where = b"".join(_string(s) for s in (station_id, charger_id, vehicle_id, vehicle_model_id, connector_type))
-        self._wait = struct.pack("<d", float(wait_s))
-        self._days, self._clock = _DAYS, _clock()
+        head = _literal(wire_header(CONTRACT_VERSION) + _long(CONTRACT_VERSION) + _long(32) + digest.encode())
+        run_session = _string(run_id) + _string(session_id)
+        where = b"".join(_string(s) for s in (station_id, charger_id, vehicle_id, vehicle_model_id, connector_type))
+        tail = _literal(where) + b"%b" + _literal(struct.pack("<d", float(wait_s))) + b"%b"
+        # head, event id's seq (hex), type, run and session, seq, event time, where, measurements,
+        # wait, end reason
+        self._formats = {t: head + b"%08x" + _literal(_TYPES[t] + run_session) + b"%b" + _literal(_TIME_PREFIX)
+                         + b"%b%b.%03dZ" + tail for t in EVENT_TYPES}
+        self._days, self._clock = _BYTE_DAYS, _byte_clock()
 
     def encode(self, event_type: str, seq: int, epoch_ms: int, power_kw: float | str, energy_kwh: float,
                soc_pct: float, end_reason: str | None = None) -> bytes:
         day, ms = divmod(epoch_ms, 86_400_000)
         s, ms = divmod(ms, 1000)
-        return b"".join((
-            self._head, b"%08x" % seq, _TYPES[event_type], self._run_session,
-            _SMALL_LONGS[seq] if seq < 4096 else _long(seq),
-            _TIME_PREFIX, f"{self._days[day]}{self._clock[s]}.{ms:03d}Z".encode(),
-            self._where, _PACK3(float(power_kw), energy_kwh, soc_pct), self._wait,
-            _NO_REASON if end_reason is None else b"\x02" + _string(end_reason)))
+        return self._formats[event_type] % (
+            seq, _SMALL_LONGS[seq] if seq < 4096 else _long(seq), self._days[day], self._clock[s], ms,
+            _PACK3(float(power_kw), energy_kwh, soc_pct),
+            _NO_REASON if end_reason is None else b"\x02" + _string(end_reason))
 
 
 ENCODERS = {"json": SessionEventEncoder, "avro": AvroSessionEventEncoder}

@@ -47,6 +47,16 @@ def test_hot_path_encoder_matches_fastavro_for_large_seq_and_end_reasons(seq):
     assert value == encode(event)
 
 
+def test_hot_path_encoder_keeps_percent_signs_and_non_ascii_text_as_they_are():
+    """The encoder formats each event with a bytes %-template: a '%' in an id must stay literal."""
+    enc = AvroSessionEventEncoder("r%d", "s%s-1", "Zürich 100%", "Zürich 100%-2", "V%b", "m%%", "Typ 2", 3.5)
+    for event_type, reason in (("charging_progress", None), ("session_ended", "fault")):
+        value = enc.encode(event_type, 7, 1767600000123, 11.0, 1.5, 55.0, reason)
+        event = decode(value)
+        assert (event["station_id"], event["vehicle_id"], event["session_id"]) == ("Zürich 100%", "V%b", "s%s-1")
+        assert value == encode(event)
+
+
 def test_decode_rejects_a_bad_header_and_an_unknown_schema_id():
     good = AvroSessionEventEncoder("r", "s", "E", "E-1", "V", "m", "CCS", 0.0).encode("session_started", 0, 0, 1.0, 0.0, 5.0)
     with pytest.raises(ValueError, match="wire format"):
