@@ -605,7 +605,7 @@ def session_days(sessions) -> list[date]:
 # Loads one sessions pass takes at most, oldest first: a backlog (Spark down for a weekend) is caught
 # up in passes of bounded size, and the SQL naming the loads stays far below max_query_size.
 MAX_LOADS_PER_PASS = 500
-# Events one Spark call summarises at most. A pass reads its sessions' events in chunks of whole
+# Events one Spark call summarises, roughly. A pass reads its sessions' events in chunks of whole
 # sessions of about this size, one chunk at a time: createDataFrame reads a chunk's Arrow batches
 # into the driver's heap (~250 bytes an event), and the Python process holds them too. Measured with
 # the default 2 GB driver: 7.6 M events summarised in 103 s, 15.2 M died with "Java heap space". So
@@ -624,7 +624,7 @@ def _session_chunks(wh, database: str, commits: list[str], indexed: bool) -> int
 def sessionize_pending(connect: Callable, database: str, spark, log=None) -> SessionsReport:
     """Summarise the sessions of the loads not summarised yet (the oldest ``MAX_LOADS_PER_PASS``) in
     one Spark pass (``spark`` as in :func:`load_lake_commit`: started only when there is something
-    to do), in chunks of at most ``MAX_EVENTS_PER_CHUNK`` events. ``connect()`` opens the warehouse;
+    to do), in chunks of about ``MAX_EVENTS_PER_CHUNK`` events. ``connect()`` opens the warehouse;
     chDB is held only to read a chunk's events and to write the rows back, never while Spark starts
     or works, so loads of new events go on meanwhile. Recorded last in ``session_log``: a crash
     before it repeats the pass, whose rows collapse under ``FINAL``.
@@ -673,5 +673,5 @@ def sessionize_pending(connect: Callable, database: str, spark, log=None) -> Ses
     seconds = time.monotonic() - started
     if log:
         log(f"Spark wrote {written} completed sessions for {len(commits)} loads in {seconds:.1f} s"
-            + (f" ({chunks} chunks of at most {MAX_EVENTS_PER_CHUNK:,} events)" if chunks > 1 else ""))
+            + (f" ({chunks} chunks of about {MAX_EVENTS_PER_CHUNK:,} events)" if chunks > 1 else ""))
     return SessionsReport(commits, written, round(seconds, 3), through=pending[-1].commit, days=days)
