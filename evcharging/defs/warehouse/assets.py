@@ -8,10 +8,11 @@ waits for chDB (a refresh behind a user's query) would stall publishing, whereas
 gives way after 15 s. The event fact loads exactly what a lakeFS commit added (see
 :mod:`evcharging.warehouse.load`) and carries that commit as its data version: ClickHouse reads the
 added event files from lakeFS itself. Spark then summarises the sessions in a step of its own, in
-its own job, so that starting a JVM never delays the events. Dimensions of the reference data are rebuilt whole and swapped in; ``dim_time`` is
-extended; marts recompute only the days the last sessions passes touched. Re-materializing any of
-them leaves the same rows. Every figure a step records comes from what it added or from what is
-recorded (``load_log``, ``system.parts``), never from a scan of a table that grows with history.
+its own job, so that starting a JVM never delays the events. Dimensions of the reference data are
+rebuilt whole and swapped in; ``dim_time`` is extended; marts recompute only the days the last
+sessions passes touched. Re-materializing any of them leaves the same rows. Every figure a step
+records comes from what it added or from what is recorded (``load_log``, ``system.parts``), never
+from a scan of a table that grows with history.
 
 The event fact has one writer at a time, by construction and on any ClickHouse: it is in the
 ``fact_events`` pool (limit 1, whatever job materializes it), and the publish and refresh jobs
