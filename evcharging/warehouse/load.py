@@ -328,6 +328,14 @@ def _ended_sessions_sql(database: str, commits: list[str]) -> str:
             "GROUP BY session_id HAVING countIf(event_type = 'session_ended') > 0")
 
 
+def _ended_open_events(database: str, commits: list[str]) -> str:
+    """``FROM … WHERE …`` of the open-session events of the sessions the loads ``commits`` touched
+    that have ended: what a pass reads (:func:`_session_events_sql`) and counts
+    (:func:`session_event_count`)."""
+    table = qualified(database, "session_events_open")
+    return f"FROM {table} WHERE session_id IN ({_ended_sessions_sql(database, commits)})"
+
+
 def _chunk_sql(chunk: tuple[int, int] | None) -> str:
     """The condition that keeps chunk ``(i, of)`` of the sessions (by a hash of the session id, so a
     session is always whole in one chunk); empty for all of them."""
@@ -342,9 +350,8 @@ def _session_events_sql(database: str, commits: str | list[str], indexed: bool =
     only chunk ``(i, of)`` of those sessions (see :func:`_chunk_sql`)."""
     commits = [commits] if isinstance(commits, str) else commits
     if indexed:
-        table = qualified(database, "session_events_open")
-        return (f"SELECT {_session_columns()} FROM {table} WHERE session_id IN ({_ended_sessions_sql(database, commits)})"
-                f"{_chunk_sql(chunk)} LIMIT 1 BY event_id")
+        return (f"SELECT {_session_columns()} {_ended_open_events(database, commits)}{_chunk_sql(chunk)} "
+                "LIMIT 1 BY event_id")
     events = qualified(database, "fact_charging_events")
     loads = ", ".join(sql_str(c) for c in commits)
     return f"""
@@ -364,9 +371,7 @@ def session_events(wh, database: str, commits: str | list[str], indexed: bool = 
 def session_event_count(wh, database: str, commits: list[str]) -> int:
     """How many rows :func:`session_events` (indexed) holds for ``commits``, copies included: a count
     in ClickHouse, no row leaves it."""
-    table = qualified(database, "session_events_open")
-    return int(wh.query_rows(f"SELECT count() FROM {table} "
-                             f"WHERE session_id IN ({_ended_sessions_sql(database, commits)})")[0][0])
+    return int(wh.query_rows(f"SELECT count() {_ended_open_events(database, commits)}")[0][0])
 
 
 def close_sessions(wh, database: str, session_ids) -> tuple[int, int] | None:
