@@ -44,7 +44,7 @@ from pyspark.sql import functions as F
 from evcharging.contracts import FIELDS, RESCUED_COLUMN, spark_event_schema
 from evcharging.resources.from_settings import lakefs_resource
 from evcharging.resources.kafka import create_topics
-from evcharging.resources.spark import build_spark_session
+from evcharging.resources.spark import build_spark_session, long_lived_driver
 from evcharging.settings import load_settings
 from evcharging.streaming.batches import TAG_PREFIX, IngestBatchWriter, branch_name
 from evcharging.streaming.job import StreamOptions, start_query
@@ -224,7 +224,7 @@ def main() -> int:
         print(f"producing {args.events:,} events in {encoding} to {topic} …", file=sys.stderr)
         asyncio.run(produce(settings.kafka_bootstrap_servers, topic, args.events, encoding, settings.kafka_replicas))
     tmp = settings.data_dir / "bench" / run
-    spark = build_spark_session(settings, "bench-stream")
+    spark = build_spark_session(settings, "bench-stream", long_lived_driver(settings))  # the stream's own driver
     spark.sparkContext.setLogLevel("WARN")
     load = [os.getloadavg()[0]]
     plan = [("json", "noop"), ("json", "double parse"), ("json", "single parse"), ("json", "variant"),

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -198,6 +199,28 @@ def spark_jars(cache: Path, progress: Progress = _quiet) -> Path:
 def spark_jar_paths(cache: Path) -> list[Path]:
     """The extra Spark jars, resolving them first if needed (quietly: called from Spark helpers)."""
     return sorted(spark_jars(cache).glob("*.jar"))
+
+
+def spark_class_archive(cache: Path, progress: Progress = _quiet) -> Path | None:
+    """The Spark driver's class-data-sharing archive for this java and these jars (see
+    ``evcharging.stack.spark_archive``), written by one small local Spark run; None without a java.
+    Archives of an older java or jar set are removed: each is ~160 MB."""
+    from evcharging.stack.spark_archive import archive_path
+
+    target = archive_path(cache, ",".join(str(j) for j in spark_jar_paths(cache)))
+    if target is None:
+        return None
+    for stale in cache.glob("spark-class-archive-*"):
+        if stale != target.parent and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    log = build_log(cache, "spark-class-archive")
+
+    def build(tmp: Path) -> Path:
+        _run("spark-class-archive", [sys.executable, "-m", "evcharging.stack.spark_archive",
+                                     str(tmp / target.name), str(cache)], log, timeout=600)
+        return tmp / target.name
+
+    return _install(target, build, "spark-class-archive", progress)
 
 
 COMPOSE_GO_VERSION = "v2.9.0"

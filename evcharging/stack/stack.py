@@ -47,6 +47,7 @@ def install(settings: Settings, progress: Progress) -> dict[str, float]:
     timings = {}
     steps = [(svc.name, lambda svc=svc: svc.install(settings, progress)) for svc in services(settings)]
     steps.append(("spark-jars", lambda: builds.spark_jars(settings.cache_dir, progress)))
+    steps.append(("spark-class-archive", lambda: builds.spark_class_archive(settings.cache_dir, progress)))
     for name, step in steps:
         started = time.monotonic()
         step()

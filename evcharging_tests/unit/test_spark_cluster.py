@@ -75,10 +75,12 @@ def test_only_a_local_long_lived_driver_commits_its_heap_at_start(tmp_path, monk
     monkeypatch.delenv("EVCHARGING_SPARK_MASTER", raising=False)
     monkeypatch.delenv("EVCHARGING_STACK_MODE", raising=False)
     local = long_lived_driver(_settings(tmp_path, spark_driver_memory="3g"))
-    assert local["spark.driver.extraJavaOptions"].split() == ["-Xms3g", "-XX:+AlwaysPreTouch"]
+    assert local["spark.driver.extraJavaOptions"].split() == ["-XX:+TieredCompilation", "-Xms3g", "-XX:+AlwaysPreTouch"]
     # On a cluster the driver only plans: compose's stream container has no room for a touched heap.
-    assert long_lived_driver(_settings(tmp_path, stack_mode="cluster")) == {}
-    assert long_lived_driver(_settings(tmp_path, spark_master="spark://elsewhere:7077")) == {}
+    # Either way the long-lived driver keeps C2, which a batch driver's config turns off.
+    assert spark_config(_settings(tmp_path))["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    for cluster in (dict(stack_mode="cluster"), dict(spark_master="spark://elsewhere:7077")):
+        assert long_lived_driver(_settings(tmp_path, **cluster)) == {"spark.driver.extraJavaOptions": "-XX:+TieredCompilation"}
 
 
 def test_readiness_parsing():
