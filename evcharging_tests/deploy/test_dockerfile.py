@@ -48,6 +48,9 @@ def test_image_shape():
     assert user and not user[-1].startswith(("0", "root")), "the image must end as a non-root user"
     assert "openjdk-17-jre-headless" in text  # pyspark needs a JVM
     assert "spark_jars(" in text  # the project's Maven recipe (infra/native/spark/pom.xml + excludes)
+    # The drivers' class archive is written by the runtime's JRE, after the cache it keys on is in place.
+    runtime = text[text.index("AS runtime"):]
+    assert runtime.index("COPY --from=build /opt/evcharging/cache") < runtime.index("spark_class_archive(")
 
 
 def test_dockerignore_keeps_state_and_secrets_out():
