@@ -47,12 +47,20 @@ def install(settings: Settings, progress: Progress) -> dict[str, float]:
     timings = {}
     steps = [(svc.name, lambda svc=svc: svc.install(settings, progress)) for svc in services(settings)]
     steps.append(("spark-jars", lambda: builds.spark_jars(settings.cache_dir, progress)))
-    steps.append(("spark-class-archive", lambda: builds.spark_class_archive(settings.cache_dir, progress)))
+    steps.append(("spark-class-archive", lambda: _optional(builds.spark_class_archive, settings, progress)))
     for name, step in steps:
         started = time.monotonic()
         step()
         timings[name] = time.monotonic() - started
     return timings
+
+
+def _optional(build, settings: Settings, progress: Progress) -> None:
+    """A build that only makes things faster (the Spark class archive): if it fails, say so and go on."""
+    try:
+        build(settings.cache_dir, progress)
+    except StackError as err:
+        progress(f"{err} -- Spark drivers start without the class archive (slower, otherwise the same)")
 
 
 def _start(svc: Service, s: Settings, progress: Progress) -> ManagedProcess | None:

@@ -58,3 +58,16 @@ def test_the_dagster_resource_starts_its_driver_with_the_archive(tmp_path, monke
     resource._init_session()
     assert started[0]["spark.driver.extraJavaOptions"].endswith(f"-XX:SharedArchiveFile={archive}")
 
+
+
+def test_an_archive_that_cannot_be_written_does_not_fail_the_install(tmp_path):
+    from evcharging.stack.process import StackError
+    from evcharging.stack.stack import _optional
+
+    def fails(cache, progress):
+        raise StackError("spark-class-archive", "build failed (exit 1)", tmp_path / "spark-class-archive.log")
+
+    said = []
+    _optional(fails, type("S", (), {"cache_dir": tmp_path})(), said.append)
+    assert said == [f"spark-class-archive: build failed (exit 1) (log: {tmp_path / 'spark-class-archive.log'}) "
+                    "-- Spark drivers start without the class archive (slower, otherwise the same)"]

@@ -80,7 +80,8 @@ def test_only_a_local_long_lived_driver_commits_its_heap_at_start(tmp_path, monk
     # Either way the long-lived driver keeps C2, which a batch driver's config turns off.
     assert spark_config(_settings(tmp_path))["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
     for cluster in (dict(stack_mode="cluster"), dict(spark_master="spark://elsewhere:7077")):
-        assert long_lived_driver(_settings(tmp_path, **cluster)) == {"spark.driver.extraJavaOptions": "-XX:+TieredCompilation"}
+        options = long_lived_driver(_settings(tmp_path, **cluster))
+        assert options == {"spark.driver.extraJavaOptions": "-XX:+TieredCompilation"}
 
 
 def test_readiness_parsing():
