@@ -94,12 +94,12 @@ def checkpoint_bucket_keys(settings: Settings) -> dict[str, str]:
 
 def session_extras(access_key_id: str, secret_access_key: str, cache_dir: Path) -> dict[str, str]:
     """What is merged in at session start: the lakeFS keys and the cached jars (resolved if missing)."""
-    from evcharging.stack.builds import spark_jar_paths
+    from evcharging.stack.builds import spark_jars_option
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # what Python workers run, on any executor
     return {
-        "spark.jars": ",".join(str(j) for j in spark_jar_paths(cache_dir)),
+        "spark.jars": spark_jars_option(cache_dir),
         "spark.hadoop.fs.s3a.access.key": access_key_id,
         "spark.hadoop.fs.s3a.secret.key": secret_access_key,
     }

@@ -196,9 +196,10 @@ def spark_jars(cache: Path, progress: Progress = _quiet) -> Path:
                        [f"-DexcludeGroupIds={_SPARK_EXCLUDE_GROUPS}", f"-DexcludeArtifactIds={_SPARK_EXCLUDE_ARTIFACTS}"])
 
 
-def spark_jar_paths(cache: Path) -> list[Path]:
-    """The extra Spark jars, resolving them first if needed (quietly: called from Spark helpers)."""
-    return sorted(spark_jars(cache).glob("*.jar"))
+def spark_jars_option(cache: Path) -> str:
+    """``spark.jars``: the extra Spark jars, comma-separated, resolving them first if needed (quietly:
+    called from Spark helpers). The class archive is keyed by this same value."""
+    return ",".join(str(j) for j in sorted(spark_jars(cache).glob("*.jar")))
 
 
 def spark_class_archive(cache: Path, progress: Progress = _quiet) -> Path | None:
@@ -207,7 +208,7 @@ def spark_class_archive(cache: Path, progress: Progress = _quiet) -> Path | None
     Archives of an older java or jar set are removed: each is ~160 MB."""
     from evcharging.stack.spark_archive import archive_path
 
-    target = archive_path(cache, ",".join(str(j) for j in spark_jar_paths(cache)))
+    target = archive_path(cache, spark_jars_option(cache))
     if target is None:
         return None
     for stale in cache.glob("spark-class-archive-*"):

@@ -90,12 +90,12 @@ def train(out: Path, cache_dir: Path, timeout: float = 300) -> None:
 
     from evcharging.resources.spark import spark_config
     from evcharging.settings import load_settings
-    from evcharging.stack.builds import spark_jar_paths
+    from evcharging.stack.builds import spark_jars_option
     from evcharging.warehouse.load import summarise_sessions
 
     config = spark_config(load_settings()) | {
         "spark.master": "local[2]", "spark.app.name": "evcharging-class-archive",
-        "spark.jars": ",".join(str(j) for j in spark_jar_paths(cache_dir))}
+        "spark.jars": spark_jars_option(cache_dir)}
     config["spark.driver.extraJavaOptions"] = " ".join(
         [config.get("spark.driver.extraJavaOptions", ""), f"-XX:ArchiveClassesAtExit={out}"]).strip()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
