@@ -54,7 +54,8 @@ from evcharging.settings import load_settings
 from evcharging.streaming.batches import TAG_PREFIX, IngestBatchWriter, branch_name
 from evcharging.streaming.job import StreamOptions, start_query
 from evcharging.transforms.avro import decode_avro
-from evcharging.transforms.ingest import TIMESTAMP_PATTERN, canonical_json_pattern, classify_records, valid_events
+from evcharging.transforms.ingest import (TIMESTAMP_PATTERN, canonical_json_pattern, classify_records, lake_rows,
+                                         valid_events)
 from simulator.avro import ENCODERS, load_schemas
 from stack_setup import describe, stack_setup  # beside this file
 
@@ -132,20 +133,15 @@ CLASSIFICATION_PARTS = {
 
 
 def floor_rows(records, encoding: str):
-    """The lake rows with nothing but the decode: the event's fields as the lake types them, no
-    rescued fields, the Kafka coordinates, the event date. What any writer of the lake must do."""
+    """The lake rows with nothing but the decode (no checks, no rescued fields), through the
+    product's own lake columns (``lake_rows``): what any writer of the lake must do."""
     if encoding == "avro":
         decoded, avro = decode_avro(records, load_schemas())
-        events = decoded.select(avro.event.alias("e"), "partition", "offset")
+        events = decoded.select(avro.event.alias("event"), "partition", "offset")
     else:
-        events = records.select(F.from_json(F.col("value").cast("string"), spark_event_schema()).alias("e"),
+        events = records.select(F.from_json(F.col("value").cast("string"), spark_event_schema()).alias("event"),
                                 "partition", "offset")
-    event = F.col("e")
-    event_time = event["event_time"].try_cast("timestamp")
-    columns = [event[f.name].alias(f.name) if f.kind != "timestamp" else event_time.alias(f.name) for f in FIELDS]
-    return events.select(*columns, F.lit(None).cast("string").alias(RESCUED_COLUMN),
-                         F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
-                         F.to_date(event_time).alias("event_date"))
+    return lake_rows(events.withColumn(RESCUED_COLUMN, F.lit(None).cast("string")))
 
 
 def _kafka(spark, settings, topic: str, max_offsets: int | None = None, ends: dict | None = None):

@@ -27,7 +27,7 @@ TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 _NUMBER_KINDS = ("int", "float")
 _TEXT_KINDS = ("string", "timestamp")
 
-__all__ = ["classify_records", "quarantine_rows", "valid_events"]
+__all__ = ["classify_records", "lake_rows", "quarantine_rows", "valid_events"]
 
 
 def _when(condition: Column, reason: Column | str) -> Column:
@@ -217,8 +217,15 @@ def _classification(schemas_json: str, jvm: int) -> tuple[list[dict[str, Column]
 
 def valid_events(classified: DataFrame) -> DataFrame:
     """The valid rows as lake rows: contract columns, Kafka coordinates, typed time, event date."""
-    valid, columns, event_date = _lake_rows(_jvm_id())
-    return classified.where(valid).select(*columns).select(*lake_event_columns()).withColumn("event_date", event_date)
+    valid, _, _ = _lake_rows(_jvm_id())
+    return lake_rows(classified.where(valid))
+
+
+def lake_rows(events: DataFrame) -> DataFrame:
+    """Rows with an ``event`` struct, ``rescued_fields`` and the Kafka ``partition`` and ``offset`` →
+    the lake's columns in the lake's order, event_time typed, and the ``event_date`` partition."""
+    _, columns, event_date = _lake_rows(_jvm_id())
+    return events.select(*columns).select(*lake_event_columns()).withColumn("event_date", event_date)
 
 
 @lru_cache(maxsize=2)
